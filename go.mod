@@ -1,0 +1,3 @@
+module github.com/avocet-mqtt/avocet
+
+go 1.26
