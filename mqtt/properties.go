@@ -475,37 +475,45 @@ func (p *Properties) check(t PacketType) error {
 	return nil
 }
 
-// appendTo appends the property length and the properties. size is p.size().
+// appendTo appends the property length and the properties, in the order of their
+// identifiers. size is p.size().
 func (p *Properties) appendTo(b []byte, size int) []byte {
 	b = appendVBI(b, size)
-	if p.present != 0 {
-		for id := PropertyID(1); id <= maxPropertyID; id++ {
-			if p.present&(1<<id) == 0 {
-				continue
+	if p.Empty() {
+		return b
+	}
+	for id := PropertyID(1); id <= maxPropertyID; id++ {
+		switch id {
+		case PropSubscriptionID:
+			for _, v := range p.SubscriptionIDs {
+				b = append(b, byte(PropSubscriptionID))
+				b = appendVBI(b, int(v))
 			}
-			b = append(b, byte(id))
-			switch propSpecs[id].kind {
-			case kindByte:
-				b = append(b, *p.bytePtr(id))
-			case kindU16:
-				b = appendU16(b, *p.u16Ptr(id))
-			case kindU32:
-				b = appendU32(b, *p.u32Ptr(id))
-			case kindString:
-				b = appendString(b, *p.stringPtr(id))
-			case kindBinary:
-				b = appendString(b, *p.binaryPtr(id))
+			continue
+		case PropUserProperty:
+			for _, kv := range p.User {
+				b = append(b, byte(PropUserProperty))
+				b = appendString(b, kv.Name)
+				b = appendString(b, kv.Value)
 			}
+			continue
 		}
-	}
-	for _, v := range p.SubscriptionIDs {
-		b = append(b, byte(PropSubscriptionID))
-		b = appendVBI(b, int(v))
-	}
-	for _, kv := range p.User {
-		b = append(b, byte(PropUserProperty))
-		b = appendString(b, kv.Name)
-		b = appendString(b, kv.Value)
+		if p.present&(1<<id) == 0 {
+			continue
+		}
+		b = append(b, byte(id))
+		switch propSpecs[id].kind {
+		case kindByte:
+			b = append(b, *p.bytePtr(id))
+		case kindU16:
+			b = appendU16(b, *p.u16Ptr(id))
+		case kindU32:
+			b = appendU32(b, *p.u32Ptr(id))
+		case kindString:
+			b = appendString(b, *p.stringPtr(id))
+		case kindBinary:
+			b = appendString(b, *p.binaryPtr(id))
+		}
 	}
 	return b
 }
