@@ -1,6 +1,9 @@
 package mqtt
 
-import "strconv"
+import (
+	"math/bits"
+	"strconv"
+)
 
 // PropertyID is the identifier of an MQTT 5 property (section 2.2.2.2).
 type PropertyID byte
@@ -409,23 +412,19 @@ func (p *Properties) decode(ps *parser, t PacketType, alias bool) error {
 // size returns the encoded length of the properties, without the property length.
 func (p *Properties) size() int {
 	n := 0
-	if p.present != 0 {
-		for id := PropertyID(1); id <= maxPropertyID; id++ {
-			if p.present&(1<<id) == 0 {
-				continue
-			}
-			switch propSpecs[id].kind {
-			case kindByte:
-				n += 2
-			case kindU16:
-				n += 3
-			case kindU32:
-				n += 5
-			case kindString:
-				n += 3 + len(*p.stringPtr(id))
-			case kindBinary:
-				n += 3 + len(*p.binaryPtr(id))
-			}
+	for m := p.present; m != 0; m &= m - 1 {
+		id := PropertyID(bits.TrailingZeros64(m))
+		switch propSpecs[id].kind {
+		case kindByte:
+			n += 2
+		case kindU16:
+			n += 3
+		case kindU32:
+			n += 5
+		case kindString:
+			n += 3 + len(*p.stringPtr(id))
+		case kindBinary:
+			n += 3 + len(*p.binaryPtr(id))
 		}
 	}
 	for _, v := range p.SubscriptionIDs {
@@ -437,25 +436,40 @@ func (p *Properties) size() int {
 	return n
 }
 
+// allowedMask holds, per packet type (0: will properties), the presence bits of the
+// properties it may carry.
+var allowedMask = func() (m [AUTH + 1]uint64) {
+	for id, spec := range propSpecs {
+		for t := range m {
+			if spec.packets&(1<<t) != 0 {
+				m[t] |= 1 << id
+			}
+		}
+	}
+	return m
+}()
+
 // check verifies that the properties may be sent in a packet of type t.
 func (p *Properties) check(t PacketType) error {
-	for id := PropertyID(1); id <= maxPropertyID; id++ {
-		if p.Has(id) && !id.AllowedIn(t) {
-			return &Error{Code: ProtocolError, Packet: t, Reason: "cannot send " + id.String() + " in this packet"}
+	if p.present&^allowedMask[t] != 0 {
+		bad := PropertyID(bits.TrailingZeros64(p.present &^ allowedMask[t]))
+		return &Error{Code: ProtocolError, Packet: t, Reason: "cannot send " + bad.String() + " in this packet"}
+	}
+	if len(p.User) > 0 && allowedMask[t]&(1<<PropUserProperty) == 0 {
+		return &Error{Code: ProtocolError, Packet: t, Reason: "cannot send user property in this packet"}
+	}
+	if len(p.SubscriptionIDs) > 0 {
+		if allowedMask[t]&(1<<PropSubscriptionID) == 0 || t == SUBSCRIBE && len(p.SubscriptionIDs) > 1 {
+			return &Error{Code: ProtocolError, Packet: t, Reason: "cannot send these subscription identifiers in this packet"}
+		}
+		for _, v := range p.SubscriptionIDs {
+			if v == 0 || v > MaxSubscriptionID {
+				return &Error{Code: ProtocolError, Packet: t, Reason: "subscription identifier out of range"}
+			}
 		}
 	}
-	for _, v := range p.SubscriptionIDs {
-		if v == 0 || v > MaxSubscriptionID {
-			return &Error{Code: ProtocolError, Packet: t, Reason: "subscription identifier out of range"}
-		}
-	}
-	if t == SUBSCRIBE && len(p.SubscriptionIDs) > 1 {
-		return &Error{Code: ProtocolError, Packet: t, Reason: "more than one subscription identifier"}
-	}
-	for id := PropertyID(1); id <= maxPropertyID; id++ {
-		if p.present&(1<<id) == 0 {
-			continue
-		}
+	for m := p.present; m != 0; m &= m - 1 {
+		id := PropertyID(bits.TrailingZeros64(m))
 		switch propSpecs[id].kind {
 		case kindString:
 			if len(*p.stringPtr(id)) > 65535 {
