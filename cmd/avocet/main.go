@@ -1,15 +1,28 @@
 // Command avocet runs the Avocet MQTT broker.
+//
+//	avocet [--config FILE] [--print-config] [--version]
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
+	"time"
+
+	"github.com/avocet-mqtt/avocet/broker"
+	"github.com/avocet-mqtt/avocet/config"
+	"github.com/avocet-mqtt/avocet/listener"
+	"github.com/avocet-mqtt/avocet/retain"
+	"github.com/avocet-mqtt/avocet/session"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -19,13 +32,17 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run parses args, starts the listeners and blocks until SIGINT or SIGTERM.
-// It returns the process exit code.
+// run parses args, starts the broker and its listeners and blocks until SIGINT or
+// SIGTERM. It returns the process exit code.
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("avocet", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	mqttAddr := fs.String("mqtt", "0.0.0.0:1883", "MQTT over TCP listen address (empty disables)")
-	wsAddr := fs.String("ws", "0.0.0.0:8080", "MQTT over WebSocket listen address (empty disables)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: avocet [--config FILE] [--print-config] [--version]\n\n")
+		fs.PrintDefaults()
+	}
+	configFile := fs.String("config", "", "TOML configuration `file`; without it every setting takes its default")
+	printConfig := fs.Bool("print-config", false, "print the effective configuration and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -34,22 +51,164 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "avocet %s\n", version)
 		return 0
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	cfg := config.Default()
+	if *configFile != "" {
+		var err error
+		if cfg, err = config.Load(*configFile); err != nil {
+			fmt.Fprintf(stderr, "avocet: %v\n", err)
+			return 1
+		}
+	}
+	if *printConfig {
+		if err := cfg.Write(stdout); err != nil {
+			fmt.Fprintf(stderr, "avocet: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	log := newLogger(cfg.Log, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-
-	srv := &server{log: log, version: version}
-	if err := srv.listen(*mqttAddr, *wsAddr); err != nil {
-		log.Error("start-up failed", "err", err)
+	if err := serve(ctx, cfg, log, stdout); err != nil {
+		log.Error("avocet stopped", "err", err)
 		return 1
 	}
+	return 0
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.Level.Slog()}
+	if c.Format == config.FormatJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve runs the broker until ctx is done.
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.Writer) error {
+	ret, err := retain.New(nil, retain.Options{MaxMessages: cfg.MQTT.MaxRetainedMessages, MaxBytes: int64(cfg.MQTT.MaxRetainedBytes)})
+	if err != nil {
+		return fmt.Errorf("retained messages: %w", err)
+	}
+	opts := brokerOptions(cfg, log)
+	opts.Retained = ret
+	b, err := broker.New(opts)
+	if err != nil {
+		return err
+	}
+	var lns []listener.Listener
+	closeAll := func() {
+		for _, l := range lns {
+			_ = l.Close()
+		}
+	}
+	for _, lc := range cfg.Listeners {
+		tc, err := serverTLS(lc)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		l, err := listener.Listen(listener.Config{Name: lc.Name, Kind: string(lc.Kind), Address: lc.Address,
+			Path: lc.Path, TLS: tc, MaxConnections: lc.MaxConnections})
+		if err != nil {
+			closeAll()
+			return err
+		}
+		lns = append(lns, l)
+	}
 	fmt.Fprintf(stdout, "avocet %s\n", version)
-	for _, l := range srv.listeners {
-		fmt.Fprintf(stdout, "listening %s %s\n", l.kind, l.ln.Addr())
+	var wg sync.WaitGroup
+	for _, l := range lns {
+		fmt.Fprintf(stdout, "listening %s %s\n", l.Config().Kind, l.Addr())
+		log.Info("listening", "listener", l.Config().Name, "kind", l.Config().Kind, "address", l.Addr().String())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := b.Serve(l, l.Config().Name); err != nil {
+				log.Error("listener failed", "listener", l.Config().Name, "err", err)
+			}
+		}()
 	}
 	<-ctx.Done()
 	log.Info("shutting down")
-	srv.close()
+	closeAll()
+	wg.Wait()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.Close(sctx); err != nil {
+		return err
+	}
 	log.Info("stopped")
-	return 0
+	return nil
+}
+
+// brokerOptions maps the configuration onto the broker's options.
+func brokerOptions(cfg *config.Config, log *slog.Logger) broker.Options {
+	m := cfg.MQTT
+	o := broker.DefaultOptions()
+	o.Logger = log
+	o.Version = version
+	o.NodeName = cfg.Node.Name
+	o.MaxKeepAlive = uint16(m.MaxKeepalive)
+	o.ServerKeepAlive = uint16(m.ServerKeepalive)
+	o.MaxPacketSize = m.MaxPacketSize
+	o.MaxInflight = m.MaxInflight
+	o.ReceiveMaximum = m.ReceiveMaximum
+	o.MaxQueued = m.MaxQueuedMessages
+	o.QueueDrop = session.DropOldest
+	if m.QueueDrop == config.DropNewest {
+		o.QueueDrop = session.DropNewest
+	}
+	o.MaxConnections = m.MaxConnections
+	o.MaxTopicLevels = m.MaxTopicLevels
+	o.MaxSubscriptions = m.MaxSubscriptions
+	o.MaxClientIDLength = m.MaxClientIDLength
+	o.ConnectTimeout = m.ConnectTimeout.Std()
+	o.MaxSessionExpiry = uint32(m.MaxSessionExpiry.Std() / time.Second)
+	o.TopicAliasMaximum = uint16(m.TopicAliasMaximum)
+	o.RetainAvailable = m.RetainAvailable
+	o.WildcardSubs = m.WildcardSubscriptions
+	o.SharedSubs = m.SharedSubscriptions
+	o.SubscriptionIDs = m.SubscriptionIdentifiers
+	switch m.SharedSubscriptionStrategy {
+	case config.ShareRandom:
+		o.SharedStrategy = broker.Random
+	case config.ShareSticky:
+		o.SharedStrategy = broker.Sticky
+	default:
+		o.SharedStrategy = broker.RoundRobin
+	}
+	o.SysInterval = m.SysInterval.Std()
+	o.AllowEmptyClientID = m.AllowEmptyClientID
+	o.AllowAnonymous = cfg.Auth.AllowAnonymous
+	o.TLSState = listener.TLSState
+	return o
+}
+
+// serverTLS builds the TLS configuration of a tls or wss listener from its files.
+func serverTLS(lc config.Listener) (*tls.Config, error) {
+	if !lc.Kind.Secure() {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(lc.CertFile, lc.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("listener %s: certificate: %w", lc.Name, err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if lc.CAFile != "" {
+		pem, err := os.ReadFile(lc.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("listener %s: CA file: %w", lc.Name, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("listener %s: CA file %s: %w", lc.Name, lc.CAFile, errors.New("no PEM certificate found"))
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+		if lc.RequireClientCert {
+			tc.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	return tc, nil
 }

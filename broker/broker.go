@@ -1,0 +1,411 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/avocet-mqtt/avocet/mqtt"
+	"github.com/avocet-mqtt/avocet/retain"
+)
+
+// Receiver takes the messages of a subscriber that is not a local client session:
+// a bridge, or another node of the cluster. Deliver is called from publishers'
+// goroutines, concurrently, and must not block: a Receiver queues what it cannot
+// send at once. m is shared and read-only.
+type Receiver interface {
+	Deliver(m *mqtt.Message, qos mqtt.QoS, retain bool, subscriptionIDs []uint32)
+}
+
+// Stats are the broker's counters. Every field is updated atomically.
+type Stats struct {
+	ConnectionsTotal   atomic.Int64 // accepted network connections
+	ConnectionsCurrent atomic.Int64 // open network connections
+	ClientsConnected   atomic.Int64 // connections past CONNACK success
+	ConnectsRefused    atomic.Int64 // CONNECTs answered with a refusal
+	MessagesReceived   atomic.Int64 // PUBLISH packets received from clients
+	MessagesSent       atomic.Int64 // PUBLISH packets sent to clients
+	MessagesDropped    atomic.Int64 // messages not delivered: queue full, offline QoS 0, too large
+	MessagesExpired    atomic.Int64 // messages whose expiry passed while queued
+	BytesReceived      atomic.Int64
+	BytesSent          atomic.Int64
+	ProtocolErrors     atomic.Int64 // connections closed for a malformed packet or protocol error
+}
+
+// Broker is an MQTT broker: it runs the protocol on the connections it is handed,
+// keeps the sessions, and routes every message through the subscription tree to
+// sessions, shared subscription groups and receivers.
+type Broker struct {
+	opts  Options
+	log   *slog.Logger
+	tree  *SubTree
+	ret   *retain.Tree
+	stats Stats
+	start time.Time
+
+	mu        sync.RWMutex
+	sessions  map[string]*clientSession // every session, online or not; guarded by mu
+	receivers map[string]Receiver       // guarded by mu
+	conns     map[*conn]struct{}        // open connections; guarded by mu
+	closing   bool                      // guarded by mu
+
+	shareMu sync.Mutex
+	shares  map[string]*shareState // per shared subscription; guarded by shareMu
+
+	matchPool sync.Pool // *MatchResult
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // connection and background goroutines
+}
+
+// shareState is what a shared subscription remembers to pick members.
+type shareState struct {
+	next   atomic.Uint64
+	sticky atomic.Pointer[string]
+}
+
+// New returns a broker with the given options.
+func New(opts Options) (*Broker, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	def := DefaultOptions()
+	if opts.MaxPacketSize <= 0 || opts.MaxPacketSize > mqtt.MaxPacketSize {
+		opts.MaxPacketSize = def.MaxPacketSize
+	}
+	if opts.MaxInflight <= 0 {
+		opts.MaxInflight = def.MaxInflight
+	}
+	if opts.ReceiveMaximum <= 0 || opts.ReceiveMaximum > 65535 {
+		opts.ReceiveMaximum = def.ReceiveMaximum
+	}
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = def.ConnectTimeout
+	}
+	if opts.MaxKeepAlive == 0 {
+		opts.MaxKeepAlive = def.MaxKeepAlive
+	}
+	if opts.MaxClientIDLength <= 0 {
+		opts.MaxClientIDLength = def.MaxClientIDLength
+	}
+	if opts.QueueDrop == 0 {
+		opts.QueueDrop = def.QueueDrop
+	}
+	if opts.SharedStrategy == 0 {
+		opts.SharedStrategy = def.SharedStrategy
+	}
+	ret := opts.Retained
+	if ret == nil {
+		var err error
+		if ret, err = retain.New(nil, retain.Options{}); err != nil {
+			return nil, fmt.Errorf("broker: retained messages: %w", err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &Broker{
+		opts:      opts,
+		log:       opts.Logger,
+		tree:      NewSubTree(DefaultMatchCacheSize),
+		ret:       ret,
+		start:     time.Now(),
+		sessions:  map[string]*clientSession{},
+		receivers: map[string]Receiver{},
+		conns:     map[*conn]struct{}{},
+		shares:    map[string]*shareState{},
+		ctx:       ctx,
+		cancel:    cancel,
+	}
+	b.matchPool.New = func() any { return new(MatchResult) }
+	if opts.SysInterval > 0 {
+		b.wg.Add(1)
+		go b.sysLoop()
+	}
+	b.wg.Add(1)
+	go b.sweepLoop()
+	return b, nil
+}
+
+// Stats returns the broker's counters.
+func (b *Broker) Stats() *Stats { return &b.stats }
+
+// Tree returns the subscription tree.
+func (b *Broker) Tree() *SubTree { return b.tree }
+
+// Retained returns the retained message store.
+func (b *Broker) Retained() *retain.Tree { return b.ret }
+
+// Options returns the options the broker runs with.
+func (b *Broker) Options() Options { return b.opts }
+
+// Listener is where the broker accepts connections from: a listener of package
+// listener satisfies it.
+type Listener interface {
+	Accept() (net.Conn, error)
+	Addr() net.Addr
+}
+
+// Serve accepts connections from l and serves each until l is closed or the
+// broker shuts down. It returns nil when l was closed.
+func (b *Broker) Serve(l Listener, name string) error {
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || b.ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("broker: accept on %s: %w", name, err)
+		}
+		b.ServeConn(nc, name)
+	}
+}
+
+// ServeConn serves one network connection in goroutines of its own and returns at
+// once. The broker owns nc from now on and closes it.
+func (b *Broker) ServeConn(nc net.Conn, listener string) {
+	b.stats.ConnectionsTotal.Add(1)
+	c := newConn(b, nc, listener)
+	b.mu.Lock()
+	if b.closing {
+		b.mu.Unlock()
+		_ = nc.Close()
+		return
+	}
+	b.conns[c] = struct{}{}
+	b.mu.Unlock()
+	b.stats.ConnectionsCurrent.Add(1)
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		c.serve()
+		b.mu.Lock()
+		delete(b.conns, c)
+		b.mu.Unlock()
+		b.stats.ConnectionsCurrent.Add(-1)
+	}()
+}
+
+// Close disconnects every client (5.0 clients with reason 0x8B, server shutting
+// down), stops the background work and waits for it, or until ctx is done.
+// Persistent sessions stay in the broker's store.
+func (b *Broker) Close(ctx context.Context) error {
+	b.mu.Lock()
+	b.closing = true
+	conns := make([]*conn, 0, len(b.conns))
+	for c := range b.conns {
+		conns = append(conns, c)
+	}
+	b.mu.Unlock()
+	for _, c := range conns {
+		c.kick(mqtt.ServerShuttingDown)
+	}
+	b.cancel()
+	done := make(chan struct{})
+	go func() { b.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("broker: close: %w", ctx.Err())
+	}
+}
+
+// AttachReceiver makes r the receiver of the messages for subscriber id, which then
+// subscribes with Subscribe. It replaces any earlier receiver of id.
+func (b *Broker) AttachReceiver(id string, r Receiver) {
+	b.mu.Lock()
+	b.receivers[id] = r
+	b.mu.Unlock()
+}
+
+// DetachReceiver removes the receiver id and its subscriptions.
+func (b *Broker) DetachReceiver(id string) {
+	b.mu.Lock()
+	delete(b.receivers, id)
+	b.mu.Unlock()
+	b.tree.UnsubscribeAll(id)
+}
+
+// Subscribe subscribes subscriber id, a receiver's or a session's, to filter.
+// Retained messages are not sent; see SendRetained.
+func (b *Broker) Subscribe(id, filter string, opts SubscriptionOptions) (created bool, err error) {
+	return b.tree.Subscribe(id, filter, opts)
+}
+
+// Unsubscribe removes subscriber id's subscription to filter.
+func (b *Broker) Unsubscribe(id, filter string) bool { return b.tree.Unsubscribe(id, filter) }
+
+// Publish routes a message that did not come from a local client connection (a
+// bridge, another node, the broker itself): it is stored if retained and sent to
+// every matching subscriber. It returns the number of subscribers it went to.
+func (b *Broker) Publish(m *mqtt.Message) int {
+	if m.Retain && b.opts.RetainAvailable {
+		if err := b.ret.Set(m, time.Now()); err != nil {
+			b.log.Warn("retained message not stored", "topic", m.Topic, "err", err)
+		}
+	}
+	return b.route(m)
+}
+
+// route sends m to every matching subscriber once and returns how many it went to.
+func (b *Broker) route(m *mqtt.Message) int {
+	res := b.matchPool.Get().(*MatchResult)
+	defer b.matchPool.Put(res)
+	b.tree.Match(m.Topic, m.Origin, res)
+	n := 0
+	for i := range res.Recipients {
+		r := &res.Recipients[i]
+		if b.deliver(r.Subscriber, m, min(m.QoS, r.QoS), r.RetainAsPublished && m.Retain, r.SubscriptionIDs, "") {
+			n++
+		}
+	}
+	for i := range res.Groups {
+		g := &res.Groups[i]
+		mem := b.pickMember(g)
+		if b.deliver(mem.Subscriber, m, min(m.QoS, mem.Options.QoS), mem.Options.RetainAsPublished && m.Retain,
+			subIDs(mem.Options.SubscriptionID), mqtt.SharePrefix+g.Group+"/"+g.Filter) {
+			n++
+		}
+	}
+	return n
+}
+
+// subIDs returns a slice holding id, or nil for zero, without allocating for the
+// common identifiers.
+func subIDs(id uint32) []uint32 {
+	if id == 0 {
+		return nil
+	}
+	if id < uint32(len(smallIDs)) {
+		return smallIDs[id : id+1 : id+1]
+	}
+	return []uint32{id}
+}
+
+var smallIDs = func() []uint32 {
+	s := make([]uint32, 1024)
+	for i := range s {
+		s[i] = uint32(i)
+	}
+	return s
+}()
+
+// deliver gives m to subscriber, a session or a receiver. ids is copied if kept.
+func (b *Broker) deliver(subscriber string, m *mqtt.Message, qos mqtt.QoS, retain bool, ids []uint32, group string) bool {
+	b.mu.RLock()
+	cs := b.sessions[subscriber]
+	var r Receiver
+	if cs == nil {
+		r = b.receivers[subscriber]
+	}
+	b.mu.RUnlock()
+	switch {
+	case cs != nil:
+		return cs.deliver(b, m, qos, retain, ids, group)
+	case r != nil:
+		r.Deliver(m, qos, retain, ids)
+		return true
+	}
+	return false
+}
+
+// pickMember chooses the member of a shared subscription that gets the next message.
+// Members with a connected session are preferred to offline ones.
+func (b *Broker) pickMember(g *GroupMatch) Member {
+	members := g.Members
+	if len(members) == 1 {
+		return members[0]
+	}
+	key := g.Group + "/" + g.Filter
+	b.shareMu.Lock()
+	st := b.shares[key]
+	if st == nil {
+		st = &shareState{}
+		b.shares[key] = st
+	}
+	b.shareMu.Unlock()
+	switch b.opts.SharedStrategy {
+	case Sticky:
+		if p := st.sticky.Load(); p != nil {
+			for _, m := range members {
+				if m.Subscriber == *p && b.online(m.Subscriber) {
+					return m
+				}
+			}
+		}
+	case Random:
+		start := rand.IntN(len(members))
+		return b.firstOnline(members, start)
+	}
+	start := int(st.next.Add(1) % uint64(len(members)))
+	m := b.firstOnline(members, start)
+	if b.opts.SharedStrategy == Sticky {
+		s := m.Subscriber
+		st.sticky.Store(&s)
+	}
+	return m
+}
+
+func (b *Broker) firstOnline(members []Member, start int) Member {
+	for i := range members {
+		m := members[(start+i)%len(members)]
+		if b.online(m.Subscriber) {
+			return m
+		}
+	}
+	return members[start]
+}
+
+// online reports whether subscriber is a session with a connection, or a receiver.
+func (b *Broker) online(subscriber string) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if cs := b.sessions[subscriber]; cs != nil {
+		return cs.conn.Load() != nil
+	}
+	_, ok := b.receivers[subscriber]
+	return ok
+}
+
+// sendRetained queues for a new subscription the retained messages its filter matches.
+func (b *Broker) sendRetained(cs *clientSession, username, filter string, opts SubscriptionOptions) {
+	now := time.Now()
+	ids := subIDs(opts.SubscriptionID)
+	az := b.opts.Authorizer
+	b.ret.Match(filter, now, func(m *mqtt.Message) bool {
+		if az != nil && !az.CanReceive(cs.id, username, m.Topic) {
+			return true
+		}
+		cs.deliver(b, m, min(m.QoS, opts.QoS), true, ids, "") // [MQTT-3.3.1-8] RETAIN set
+		return true
+	})
+}
+
+// sweepLoop removes expired retained messages now and then.
+func (b *Broker) sweepLoop() {
+	defer b.wg.Done()
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case now := <-t.C:
+			b.ret.Sweep(now)
+		}
+	}
+}
+
+// topicLevels counts the levels of a topic name or filter.
+func topicLevels(s string) int { return strings.Count(s, "/") + 1 }

@@ -1,0 +1,607 @@
+package broker
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/avocet-mqtt/avocet/mqtt"
+	"github.com/avocet-mqtt/avocet/session"
+)
+
+// Buffer sizes per connection: small, so that idle connections stay cheap; the
+// reader copies larger packets into a buffer of their own.
+const (
+	readBufferSize  = 2048
+	writeBufferSize = 4096
+)
+
+// ctrl is a packet other than an outbound PUBLISH, queued for the writer. The
+// acknowledgements are kept by value, so that queueing one does not allocate.
+type ctrl struct {
+	t    mqtt.PacketType
+	id   uint16
+	code mqtt.ReasonCode
+	pkt  mqtt.Packet // CONNACK, SUBACK, UNSUBACK, DISCONNECT with properties; nil for the others
+}
+
+// conn is one client connection: a reader goroutine that runs the protocol and a
+// writer goroutine that sends what the reader and the session queue for it.
+type conn struct {
+	b        *Broker
+	nc       net.Conn
+	listener string
+	log      *slog.Logger
+
+	// Set by the reader while handling CONNECT, read-only afterwards.
+	version       mqtt.Version
+	clientID      string
+	username      string
+	cs            *clientSession
+	keepAlive     time.Duration
+	window        int    // outbound QoS 1 and 2 messages inflight at most
+	maxOut        int    // the client's Maximum Packet Size; 0 = the protocol's
+	aliasMaxOut   uint16 // the client's Topic Alias Maximum
+	problemInfo   bool   // 5.0 Request Problem Information
+	connectExpiry uint32 // session expiry interval of the CONNECT, for DISCONNECT's rule
+
+	aliasIn map[uint16]string // inbound topic aliases; reader only
+
+	ctrlMu sync.Mutex
+	ctrls  []ctrl // guarded by ctrlMu
+	wake   chan struct{}
+
+	closeOnce  sync.Once
+	closed     chan struct{} // closed when the connection is shut
+	kicked     atomic.Int32  // reason code of a server-initiated disconnect, +1
+	graceful   atomic.Bool   // the client sent DISCONNECT
+	sendWill   atomic.Bool   // 5.0 DISCONNECT 0x04
+	writerDone chan struct{}
+	settledC   chan struct{} // closed once the session is settled after the end
+}
+
+func newConn(b *Broker, nc net.Conn, listener string) *conn {
+	return &conn{
+		b:        b,
+		nc:       &countingConn{Conn: nc, stats: &b.stats},
+		listener: listener,
+		log:      b.log.With("listener", listener, "remote", nc.RemoteAddr().String()),
+		wake:     make(chan struct{}, 1),
+		closed:   make(chan struct{}),
+		settledC: make(chan struct{}),
+	}
+}
+
+// countingConn counts the bytes a connection moves.
+type countingConn struct {
+	net.Conn
+	stats *Stats
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.stats.BytesReceived.Add(int64(n))
+	return n, err
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.stats.BytesSent.Add(int64(n))
+	return n, err
+}
+
+// queue hands a packet to the writer.
+func (c *conn) queue(x ctrl) {
+	c.ctrlMu.Lock()
+	c.ctrls = append(c.ctrls, x)
+	c.ctrlMu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// kick disconnects the client from another goroutine: 5.0 clients get a
+// DISCONNECT with code first. Safe to call more than once.
+func (c *conn) kick(code mqtt.ReasonCode) {
+	if !c.kicked.CompareAndSwap(0, int32(code)+1) {
+		return
+	}
+	if c.version == mqtt.Version5 && c.cs != nil {
+		c.queue(ctrl{t: mqtt.DISCONNECT, code: code})
+		// The writer closes the connection once the DISCONNECT is out; bound the wait.
+		time.AfterFunc(time.Second, c.shutdown)
+		return
+	}
+	c.shutdown()
+}
+
+// shutdown closes the network connection once, which ends both goroutines.
+func (c *conn) shutdown() {
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		_ = c.nc.Close()
+	})
+}
+
+// serve runs the connection until it ends, then settles the session.
+func (c *conn) serve() {
+	defer c.shutdown()
+	br := bufio.NewReaderSize(c.nc, readBufferSize)
+	r := mqtt.NewReader(br)
+	r.MaxPacketSize = c.b.opts.MaxPacketSize
+	if !c.connect(r) {
+		return
+	}
+	c.writerDone = make(chan struct{})
+	go c.writeLoop()
+	err := c.readLoop(r)
+	c.shutdown()
+	<-c.writerDone
+	c.b.stats.ClientsConnected.Add(-1)
+	c.b.disconnected(c, err)
+}
+
+// readLoop reads and handles packets until the connection ends, and returns why.
+func (c *conn) readLoop(r *mqtt.Reader) error {
+	for {
+		if c.keepAlive > 0 {
+			// [MQTT-3.1.2-22] (3.1.1: [MQTT-3.1.2-24]): one and a half times the keep alive.
+			_ = c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
+		}
+		p, err := r.ReadPacket()
+		if err != nil {
+			return c.readError(err)
+		}
+		if err := c.handle(p); err != nil {
+			return err
+		}
+		if c.graceful.Load() {
+			return nil
+		}
+	}
+}
+
+// protoErr is a violation found by the broker rather than the decoder.
+func protoErr(code mqtt.ReasonCode, reason string) error {
+	return &mqtt.Error{Code: code, Reason: reason}
+}
+
+// readError turns a read or handling failure into the connection's end, sending
+// a 5.0 client the DISCONNECT reason code first.
+func (c *conn) readError(err error) error {
+	var pe *mqtt.Error
+	switch {
+	case errors.As(err, &pe):
+		c.b.stats.ProtocolErrors.Add(1)
+		c.log.Info("closing connection: protocol violation", "client_id", c.clientID, "err", err)
+		c.kick(pe.Code)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.log.Info("closing connection: keep alive expired", "client_id", c.clientID)
+		c.kick(mqtt.KeepAliveTimeout)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+	default:
+		c.log.Debug("connection read failed", "client_id", c.clientID, "err", err)
+	}
+	return err
+}
+
+// handle runs one packet from a connected client.
+func (c *conn) handle(p mqtt.Packet) error {
+	switch p := p.(type) {
+	case *mqtt.Publish:
+		return c.publish(p)
+	case *mqtt.Puback:
+		if _, err := c.cs.s.Puback(p.PacketID); err != nil {
+			c.log.Debug("PUBACK for unknown packet identifier", "client_id", c.clientID, "packet_id", p.PacketID)
+		}
+	case *mqtt.Pubrec:
+		f, err := c.cs.s.Pubrec(p.PacketID, p.ReasonCode.IsError())
+		switch {
+		case err != nil:
+			if c.version == mqtt.Version5 { // [MQTT-4.3.3-4] answer with 0x92
+				c.queue(ctrl{t: mqtt.PUBREL, id: p.PacketID, code: mqtt.PacketIdentifierNotFound})
+			}
+		case !p.ReasonCode.IsError():
+			c.queue(ctrl{t: mqtt.PUBREL, id: f.PacketID})
+		}
+	case *mqtt.Pubcomp:
+		if _, err := c.cs.s.Pubcomp(p.PacketID); err != nil {
+			c.log.Debug("PUBCOMP for unknown packet identifier", "client_id", c.clientID, "packet_id", p.PacketID)
+		}
+	case *mqtt.Pubrel:
+		code := mqtt.Success
+		if !c.cs.s.Release(p.PacketID) && c.version == mqtt.Version5 {
+			code = mqtt.PacketIdentifierNotFound
+		}
+		c.queue(ctrl{t: mqtt.PUBCOMP, id: p.PacketID, code: code}) // [MQTT-4.3.3-10]
+	case *mqtt.Subscribe:
+		return c.subscribe(p)
+	case *mqtt.Unsubscribe:
+		c.unsubscribe(p)
+	case *mqtt.Pingreq:
+		c.queue(ctrl{t: mqtt.PINGRESP}) // [MQTT-3.12.4-1]
+	case *mqtt.Disconnect:
+		return c.disconnect(p)
+	case *mqtt.Connect: // [MQTT-3.1.0-2] a second CONNECT is a protocol violation
+		return c.readError(protoErr(mqtt.ProtocolError, "second CONNECT"))
+	case *mqtt.Auth:
+		// Enhanced authentication is not offered: CONNACK never announces a method.
+		return c.readError(protoErr(mqtt.ProtocolError, "AUTH without an authentication method"))
+	default: // CONNACK, SUBACK, UNSUBACK, PINGRESP are sent by servers only
+		return c.readError(protoErr(mqtt.ProtocolError, p.Type().String()+" from a client"))
+	}
+	return nil
+}
+
+// publish handles a PUBLISH from the client.
+func (c *conn) publish(p *mqtt.Publish) error {
+	b := c.b
+	b.stats.MessagesReceived.Add(1)
+	if c.version == mqtt.Version5 {
+		pp := &p.Properties
+		if pp.Has(mqtt.PropSubscriptionID) { // [MQTT-3.3.4-6]
+			return c.readError(protoErr(mqtt.ProtocolError, "subscription identifier in a client's PUBLISH"))
+		}
+		if pp.Has(mqtt.PropTopicAlias) {
+			alias := pp.TopicAlias
+			if alias > b.opts.TopicAliasMaximum { // [MQTT-3.3.2-9]
+				return c.readError(protoErr(mqtt.TopicAliasInvalid, "topic alias above the maximum"))
+			}
+			if p.Topic == "" {
+				t, ok := c.aliasIn[alias]
+				if !ok {
+					return c.readError(protoErr(mqtt.ProtocolError, "unknown topic alias"))
+				}
+				p.Topic = t
+			} else {
+				if c.aliasIn == nil {
+					c.aliasIn = make(map[uint16]string)
+				}
+				c.aliasIn[alias] = p.Topic
+			}
+		}
+	}
+	if p.Retain && !b.opts.RetainAvailable { // [MQTT-3.3.1-15]
+		return c.readError(protoErr(mqtt.RetainNotSupported, "retain is not available"))
+	}
+	code := mqtt.Success
+	switch {
+	case b.opts.MaxTopicLevels > 0 && topicLevels(p.Topic) > b.opts.MaxTopicLevels:
+		code = mqtt.TopicNameInvalid
+	case strings.HasPrefix(p.Topic, "$SYS"), !c.canPublish(p.Topic):
+		code = mqtt.NotAuthorized
+	case p.Properties.Has(mqtt.PropPayloadFormat) && p.Properties.PayloadFormat == 1 && !utf8.Valid(p.Payload):
+		code = mqtt.PayloadFormatInvalid // [MQTT-3.3.2-4] may be checked by the receiver
+	}
+	if p.QoS == mqtt.ExactlyOnce {
+		first, err := c.cs.s.ReceiveQoS2(p.PacketID, time.Now(), b.opts.ReceiveMaximum)
+		if errors.Is(err, session.ErrQueueFull) { // [MQTT-3.3.4-9]
+			return c.readError(protoErr(mqtt.ReceiveMaximumExceeded, "more QoS 2 messages than the receive maximum"))
+		}
+		if !first { // a duplicate: acknowledge it again, deliver nothing [MQTT-4.3.3-9]
+			c.queue(ctrl{t: mqtt.PUBREC, id: p.PacketID})
+			return nil
+		}
+		if code.IsError() {
+			c.cs.s.Release(p.PacketID) // nothing follows a failed PUBREC
+		}
+	}
+	if code.IsError() {
+		c.log.Debug("PUBLISH refused", "client_id", c.clientID, "topic", p.Topic, "reason", code.String())
+		b.stats.MessagesDropped.Add(1)
+		// 3.x has no way to say no: the message is dropped and acknowledged.
+		if c.version != mqtt.Version5 {
+			code = mqtt.Success
+		}
+	} else {
+		m := mqtt.NewMessage(p, c.clientID, time.Now())
+		if n := b.Publish(m); n == 0 && c.version == mqtt.Version5 {
+			code = mqtt.NoMatchingSubscribers
+		}
+	}
+	switch p.QoS {
+	case mqtt.AtLeastOnce:
+		c.queue(ctrl{t: mqtt.PUBACK, id: p.PacketID, code: code})
+	case mqtt.ExactlyOnce:
+		c.queue(ctrl{t: mqtt.PUBREC, id: p.PacketID, code: code})
+	}
+	return nil
+}
+
+func (c *conn) canPublish(topic string) bool {
+	az := c.b.opts.Authorizer
+	return az == nil || az.CanPublish(c.clientID, c.username, topic)
+}
+
+// subscribe handles SUBSCRIBE: one reason code per filter, then the retained messages.
+func (c *conn) subscribe(p *mqtt.Subscribe) error {
+	b := c.b
+	var subID uint32
+	if ids := p.Properties.SubscriptionIDs; len(ids) > 0 {
+		if !b.opts.SubscriptionIDs { // MQTT 5.0 section 3.8.2.1.2
+			return c.readError(protoErr(mqtt.SubscriptionIdentifiersNotSupported, "subscription identifiers are not available"))
+		}
+		subID = ids[0]
+	}
+	ack := &mqtt.Suback{PacketID: p.PacketID, ReasonCodes: make([]mqtt.ReasonCode, len(p.Subscriptions))}
+	type pending struct {
+		filter string
+		opts   SubscriptionOptions
+	}
+	var retained []pending
+	for i, s := range p.Subscriptions {
+		opts := SubscriptionOptions{QoS: s.QoS, NoLocal: s.NoLocal, RetainAsPublished: s.RetainAsPublished,
+			RetainHandling: s.RetainHandling, SubscriptionID: subID}
+		code, created := c.subscribeOne(s.Filter, opts)
+		ack.ReasonCodes[i] = code
+		if code.IsError() {
+			continue
+		}
+		if _, _, shared := mqtt.SplitShared(s.Filter); shared {
+			continue // retained messages are not sent for shared subscriptions (MQTT 5.0 section 4.8.2)
+		}
+		if s.RetainHandling == 0 || s.RetainHandling == 1 && created {
+			retained = append(retained, pending{s.Filter, opts})
+		}
+	}
+	c.queue(ctrl{t: mqtt.SUBACK, pkt: ack})
+	for _, r := range retained {
+		b.sendRetained(c.cs, c.username, r.filter, r.opts)
+	}
+	return nil
+}
+
+// subscribeOne adds one subscription and returns its SUBACK code.
+func (c *conn) subscribeOne(filter string, opts SubscriptionOptions) (mqtt.ReasonCode, bool) {
+	b := c.b
+	if err := mqtt.ValidTopicFilter(filter); err != nil {
+		return mqtt.TopicFilterInvalid, false
+	}
+	_, plain, shared := mqtt.SplitShared(filter)
+	if !shared {
+		plain = filter
+	}
+	switch {
+	case shared && !b.opts.SharedSubs:
+		return mqtt.SharedSubscriptionsNotSupported, false
+	case !b.opts.WildcardSubs && mqtt.HasWildcard(plain):
+		return mqtt.WildcardSubscriptionsNotSupported, false
+	case b.opts.MaxTopicLevels > 0 && topicLevels(plain) > b.opts.MaxTopicLevels:
+		return mqtt.TopicFilterInvalid, false
+	}
+	if az := b.opts.Authorizer; az != nil && !az.CanSubscribe(c.clientID, c.username, plain) {
+		return mqtt.NotAuthorized, false
+	}
+	if max := b.opts.MaxSubscriptions; max > 0 {
+		subs := b.tree.Subscriptions(c.clientID)
+		if len(subs) >= max && !slices.ContainsFunc(subs, func(s Subscription) bool { return s.Filter == filter }) {
+			return mqtt.QuotaExceeded, false
+		}
+	}
+	created, err := b.tree.Subscribe(c.clientID, filter, opts)
+	if err != nil {
+		return mqtt.TopicFilterInvalid, false
+	}
+	return mqtt.ReasonCode(opts.QoS), created // granted QoS: everything up to 2 is supported
+}
+
+// unsubscribe handles UNSUBSCRIBE.
+func (c *conn) unsubscribe(p *mqtt.Unsubscribe) {
+	ack := &mqtt.Unsuback{PacketID: p.PacketID, ReasonCodes: make([]mqtt.ReasonCode, len(p.Filters))}
+	for i, f := range p.Filters {
+		if !c.b.tree.Unsubscribe(c.clientID, f) {
+			ack.ReasonCodes[i] = mqtt.NoSubscriptionExisted
+		}
+	}
+	c.queue(ctrl{t: mqtt.UNSUBACK, pkt: ack}) // [MQTT-3.10.4-4]
+}
+
+// disconnect handles the client's DISCONNECT.
+func (c *conn) disconnect(p *mqtt.Disconnect) error {
+	if c.version == mqtt.Version5 && p.Properties.Has(mqtt.PropSessionExpiry) {
+		exp := p.Properties.SessionExpiry
+		if c.connectExpiry == 0 && exp != 0 { // [MQTT-3.14.2-2]
+			return c.readError(protoErr(mqtt.ProtocolError, "session expiry set at DISCONNECT after 0 at CONNECT"))
+		}
+		c.cs.s.SetExpiry(c.b.capExpiry(exp))
+	}
+	c.sendWill.Store(c.version == mqtt.Version5 && p.ReasonCode == mqtt.DisconnectWithWillMessage)
+	c.graceful.Store(true) // [MQTT-3.14.4-3] the will is discarded unless 0x04
+	return nil
+}
+
+// writeLoop sends what is queued: packets from the reader first, then messages
+// from the session while the inflight window allows, and flushes when nothing is
+// left, so that a burst leaves in few writes.
+func (c *conn) writeLoop() {
+	defer close(c.writerDone)
+	w := bufio.NewWriterSize(c.nc, writeBufferSize)
+	var pub mqtt.Publish
+	var aliasOut map[string]uint16
+	var batch []ctrl
+	first := true
+	for {
+		// Packets from the reader.
+		c.ctrlMu.Lock()
+		batch, c.ctrls = c.ctrls, batch[:0]
+		c.ctrlMu.Unlock()
+		for i := range batch {
+			if err := c.writeCtrl(w, &batch[i]); err != nil {
+				c.shutdown()
+				return
+			}
+			if batch[i].t == mqtt.DISCONNECT {
+				_ = w.Flush()
+				c.shutdown()
+				return
+			}
+			batch[i] = ctrl{}
+		}
+		if first { // after CONNACK, the messages this session still owes [MQTT-4.4.0-1]
+			first = false
+			if err := c.resend(w, &pub); err != nil {
+				c.shutdown()
+				return
+			}
+		}
+		// Messages from the session.
+		sent := 0
+		for sent < 64 {
+			d, id, ok := c.cs.s.Next(c.window, time.Now(), c.expired)
+			if !ok {
+				break
+			}
+			sent++
+			if err := c.writePublish(w, &pub, &d, id, false, &aliasOut); err != nil {
+				c.shutdown()
+				return
+			}
+		}
+		if sent == 64 {
+			continue // more may be waiting; look at the reader's packets first
+		}
+		if w.Buffered() > 0 {
+			if err := w.Flush(); err != nil {
+				c.shutdown()
+				return
+			}
+		}
+		select {
+		case <-c.wake:
+		case <-c.cs.s.Notify():
+		case <-c.closed:
+			return
+		}
+	}
+}
+
+func (c *conn) expired(session.Delivery) { c.b.stats.MessagesExpired.Add(1) }
+
+// resend sends again the inflight messages of a resumed session.
+func (c *conn) resend(w *bufio.Writer, pub *mqtt.Publish) error {
+	for _, f := range c.cs.s.Resend() {
+		if f.State == session.AwaitPubcomp {
+			x := ctrl{t: mqtt.PUBREL, id: f.PacketID}
+			if err := c.writeCtrl(w, &x); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := c.writePublish(w, pub, &f.Delivery, f.PacketID, true, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writePublish encodes one message for this client into w.
+func (c *conn) writePublish(w *bufio.Writer, pub *mqtt.Publish, d *session.Delivery, id uint16, dup bool, aliases *map[string]uint16) error {
+	now := time.Now()
+	d.Msg.Fill(pub, d.QoS, d.Retain, now)
+	pub.PacketID = id
+	pub.Dup = dup
+	if c.version == mqtt.Version5 {
+		pub.Properties.SubscriptionIDs = append(pub.Properties.SubscriptionIDs[:0], d.SubscriptionIDs...)
+		if c.aliasMaxOut > 0 && aliases != nil {
+			c.applyAlias(pub, aliases)
+		}
+	}
+	if c.maxOut > 0 && pub.Size(c.version) > c.maxOut {
+		// [MQTT-3.1.2-24] a message too large for the client is dropped for it,
+		// and treated as delivered.
+		c.b.stats.MessagesDropped.Add(1)
+		if id != 0 {
+			c.cs.s.Discard(id)
+		}
+		return nil
+	}
+	buf, err := pub.Encode(w.AvailableBuffer(), c.version)
+	if err != nil {
+		c.log.Warn("message not encodable for client", "client_id", c.clientID, "topic", d.Msg.Topic, "err", err)
+		if id != 0 {
+			c.cs.s.Discard(id)
+		}
+		return nil
+	}
+	c.b.stats.MessagesSent.Add(1)
+	_, err = w.Write(buf)
+	return err
+}
+
+// applyAlias replaces the topic with a topic alias the broker chose for this
+// connection, up to the client's Topic Alias Maximum.
+func (c *conn) applyAlias(pub *mqtt.Publish, aliases *map[string]uint16) {
+	if *aliases == nil {
+		*aliases = make(map[string]uint16)
+	}
+	if a, ok := (*aliases)[pub.Topic]; ok {
+		pub.Topic = ""
+		pub.Properties.TopicAlias = a
+		pub.Properties.Set(mqtt.PropTopicAlias)
+		return
+	}
+	if n := len(*aliases); n < int(c.aliasMaxOut) {
+		a := uint16(n + 1)
+		(*aliases)[pub.Topic] = a
+		pub.Properties.TopicAlias = a
+		pub.Properties.Set(mqtt.PropTopicAlias)
+	}
+}
+
+// writeCtrl encodes a packet from the reader into w.
+func (c *conn) writeCtrl(w *bufio.Writer, x *ctrl) error {
+	v := c.version
+	buf := w.AvailableBuffer()
+	var err error
+	switch x.t {
+	case mqtt.PUBACK:
+		buf, err = (&mqtt.Puback{PacketID: x.id, ReasonCode: x.code}).Encode(buf, v)
+	case mqtt.PUBREC:
+		buf, err = (&mqtt.Pubrec{PacketID: x.id, ReasonCode: x.code}).Encode(buf, v)
+	case mqtt.PUBREL:
+		buf, err = (&mqtt.Pubrel{PacketID: x.id, ReasonCode: x.code}).Encode(buf, v)
+	case mqtt.PUBCOMP:
+		buf, err = (&mqtt.Pubcomp{PacketID: x.id, ReasonCode: x.code}).Encode(buf, v)
+	case mqtt.PINGRESP:
+		buf, err = (&mqtt.Pingresp{}).Encode(buf, v)
+	case mqtt.DISCONNECT:
+		if x.pkt == nil {
+			x.pkt = &mqtt.Disconnect{ReasonCode: x.code}
+		}
+		buf, err = x.pkt.Encode(buf, v)
+	default:
+		buf, err = x.pkt.Encode(buf, v)
+	}
+	if err != nil {
+		c.log.Error("packet not encodable", "client_id", c.clientID, "type", x.t.String(), "err", err)
+		return nil
+	}
+	_, err = w.Write(buf)
+	return err
+}
+
+// tlsState returns the TLS connection state of a TLS connection, or nil.
+func (c *conn) tlsState() *tls.ConnectionState {
+	if c.b.opts.TLSState == nil {
+		return nil
+	}
+	nc := c.nc
+	if cc, ok := nc.(*countingConn); ok {
+		nc = cc.Conn
+	}
+	if st, ok := c.b.opts.TLSState(nc); ok {
+		return &st
+	}
+	return nil
+}

@@ -1,0 +1,422 @@
+package broker
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/avocet-mqtt/avocet/mqtt"
+	"github.com/avocet-mqtt/avocet/session"
+)
+
+// clientSession is a session as the broker keeps it: the session's state, the
+// connection it is on (nil while offline) and what happens when it ends.
+type clientSession struct {
+	id   string
+	s    *session.Session
+	conn atomic.Pointer[conn] // nil while offline
+
+	// Guarded by Broker.mu.
+	gen         uint64        // incremented on every connection, so that stale timers do nothing
+	will        *mqtt.Message // armed will message; nil when none
+	willDelay   uint32        // seconds
+	willTimer   *time.Timer
+	expiryTimer *time.Timer
+}
+
+// deliver queues m for the session. A message of QoS 0 for an offline session is
+// dropped: only QoS 1 and 2 messages are kept for later (MQTT 5.0 section 3.1.2.4).
+func (cs *clientSession) deliver(b *Broker, m *mqtt.Message, qos mqtt.QoS, retain bool, ids []uint32, group string) bool {
+	if qos == mqtt.AtMostOnce && cs.conn.Load() == nil {
+		b.stats.MessagesDropped.Add(1)
+		return false
+	}
+	if len(ids) > 0 && (len(ids) > 1 || ids[0] >= uint32(len(smallIDs))) {
+		ids = slices.Clone(ids) // the match result's storage is reused
+	}
+	dropped, err := cs.s.Enqueue(session.Delivery{Msg: m, QoS: qos, Retain: retain, SubscriptionIDs: ids, Group: group})
+	if err != nil || dropped != nil {
+		b.stats.MessagesDropped.Add(1)
+	}
+	return err == nil
+}
+
+// connect reads and answers CONNECT. It returns true when the client is connected.
+func (c *conn) connect(r *mqtt.Reader) bool {
+	b := c.b
+	_ = c.nc.SetReadDeadline(time.Now().Add(b.opts.ConnectTimeout))
+	p, err := r.ReadPacket()
+	if err != nil {
+		var pe *mqtt.Error
+		if errors.As(err, &pe) {
+			b.stats.ProtocolErrors.Add(1)
+			c.log.Info("CONNECT refused: protocol violation", "err", err)
+			if cp, ok := p.(*mqtt.Connect); ok && cp.Version.Valid() {
+				c.refuse(cp.Version, pe.Code)
+			} else if pe.Code == mqtt.UnsupportedProtocolVersion {
+				c.refuse(mqtt.Version311, pe.Code) // [MQTT-3.1.2-2] return code 0x01
+			}
+		} else {
+			c.log.Debug("connection closed before CONNECT", "err", err)
+		}
+		return false
+	}
+	cp, ok := p.(*mqtt.Connect)
+	if !ok { // [MQTT-3.1.0-1]
+		b.stats.ProtocolErrors.Add(1)
+		c.log.Info("first packet is not CONNECT", "type", p.Type().String())
+		return false
+	}
+	c.version = cp.Version
+	v := cp.Version
+
+	// Client identifier rules: [MQTT-3.1.3-6] [MQTT-3.1.3-7] (5.0), [MQTT-3.1.3-8] (3.1.1).
+	id := cp.ClientID
+	assigned := false
+	if id == "" {
+		if v == mqtt.Version31 || !b.opts.AllowEmptyClientID || (v == mqtt.Version311 && !cp.CleanStart) {
+			c.refuse(v, mqtt.ClientIdentifierNotValid)
+			return false
+		}
+		id = newClientID()
+		assigned = true
+	}
+	if len(id) > b.opts.MaxClientIDLength {
+		c.refuse(v, mqtt.ClientIdentifierNotValid)
+		return false
+	}
+	c.clientID = id
+	c.username = cp.Username
+	c.log = c.log.With("client_id", id)
+
+	if max := b.opts.MaxConnections; max > 0 && b.stats.ClientsConnected.Load() >= int64(max) {
+		c.refuse(v, mqtt.ServerBusy)
+		return false
+	}
+	if code := c.authenticate(cp); code != mqtt.Success {
+		c.refuse(v, code)
+		return false
+	}
+
+	// Session expiry: 3.x Clean Session 0 keeps the session for ever.
+	expiry := uint32(0)
+	if v == mqtt.Version5 {
+		expiry = b.capExpiry(cp.Properties.SessionExpiry)
+	} else if !cp.CleanStart {
+		expiry = session.NeverExpire
+	}
+	c.connectExpiry = cp.Properties.SessionExpiry
+
+	keepAlive := cp.KeepAlive
+	if b.opts.ServerKeepAlive > 0 {
+		keepAlive = b.opts.ServerKeepAlive
+	} else if keepAlive > b.opts.MaxKeepAlive || keepAlive == 0 && b.opts.MaxKeepAlive < 65535 {
+		keepAlive = b.opts.MaxKeepAlive
+	}
+	c.keepAlive = time.Duration(keepAlive) * time.Second
+
+	c.window = b.opts.MaxInflight
+	if v == mqtt.Version5 {
+		c.window = min(c.window, int(cp.Properties.ReceiveMax()))
+		c.maxOut = int(cp.Properties.MaximumPacketSize)
+		c.aliasMaxOut = cp.Properties.TopicAliasMaximum
+		c.problemInfo = cp.Properties.ProblemInfo()
+	}
+
+	will := willMessage(cp, id)
+	present := b.attach(c, cp.CleanStart, expiry, will, cp.WillProperties.WillDelay)
+
+	ack := &mqtt.Connack{SessionPresent: present, ReasonCode: mqtt.Success}
+	if v == mqtt.Version5 {
+		ap := &ack.Properties
+		if expiry != cp.Properties.SessionExpiry && cp.Properties.Has(mqtt.PropSessionExpiry) {
+			ap.SessionExpiry = expiry // [MQTT-3.2.2-?] the server's value when it differs
+			ap.Set(mqtt.PropSessionExpiry)
+		}
+		if assigned { // [MQTT-3.2.2-16]
+			ap.AssignedClientID = id
+			ap.Set(mqtt.PropAssignedClientID)
+		}
+		if keepAlive != cp.KeepAlive { // [MQTT-3.2.2-21]
+			ap.ServerKeepAlive = keepAlive
+			ap.Set(mqtt.PropServerKeepAlive)
+		}
+		ap.ReceiveMaximum = uint16(b.opts.ReceiveMaximum)
+		ap.Set(mqtt.PropReceiveMaximum)
+		if b.opts.MaxPacketSize < mqtt.MaxPacketSize {
+			ap.MaximumPacketSize = uint32(b.opts.MaxPacketSize)
+			ap.Set(mqtt.PropMaximumPacketSize)
+		}
+		if b.opts.TopicAliasMaximum > 0 {
+			ap.TopicAliasMaximum = b.opts.TopicAliasMaximum
+			ap.Set(mqtt.PropTopicAliasMaximum)
+		}
+		for _, f := range []struct {
+			on bool
+			id mqtt.PropertyID
+			p  *byte
+		}{
+			{b.opts.RetainAvailable, mqtt.PropRetainAvailable, &ap.RetainAvailable},
+			{b.opts.WildcardSubs, mqtt.PropWildcardSubAvailable, &ap.WildcardSubAvailable},
+			{b.opts.SubscriptionIDs, mqtt.PropSubIDAvailable, &ap.SubIDAvailable},
+			{b.opts.SharedSubs, mqtt.PropSharedSubAvailable, &ap.SharedSubAvailable},
+		} {
+			if !f.on {
+				*f.p = 0
+				ap.Set(f.id)
+			}
+		}
+		if cp.Properties.RequestResponseInfo == 1 {
+			ap.ResponseInfo = "response/" + id
+			ap.Set(mqtt.PropResponseInfo)
+		}
+	}
+	c.queue(ctrl{t: mqtt.CONNACK, pkt: ack})
+	b.stats.ClientsConnected.Add(1)
+	c.log.Info("client connected", "version", v.String(), "clean_start", cp.CleanStart,
+		"session_present", present, "keep_alive", keepAlive)
+	return true
+}
+
+// refuse answers CONNECT with a refusal and leaves the connection to be closed
+// [MQTT-3.2.2-7] (3.1.1: [MQTT-3.2.2-5]).
+func (c *conn) refuse(v mqtt.Version, code mqtt.ReasonCode) {
+	c.b.stats.ConnectsRefused.Add(1)
+	c.log.Info("CONNECT refused", "reason", code.String())
+	buf, err := (&mqtt.Connack{ReasonCode: code}).Encode(nil, v)
+	if err == nil {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = c.nc.Write(buf)
+	}
+}
+
+func (c *conn) authenticate(cp *mqtt.Connect) mqtt.ReasonCode {
+	b := c.b
+	if b.opts.Authenticator == nil {
+		if !b.opts.AllowAnonymous && !cp.UsernameFlag {
+			return mqtt.NotAuthorized
+		}
+		return mqtt.Success
+	}
+	info := &ConnectInfo{ClientID: c.clientID, Username: cp.Username, HasUser: cp.UsernameFlag, Version: cp.Version,
+		Listener: c.listener, RemoteAddr: c.nc.RemoteAddr(), TLS: c.tlsState()}
+	if cp.PasswordFlag {
+		info.Password = cp.Password
+	}
+	code, user := b.opts.Authenticator.Authenticate(info)
+	if user != "" {
+		c.username = user
+	}
+	return code
+}
+
+// capExpiry applies the configured maximum session expiry interval.
+func (b *Broker) capExpiry(sec uint32) uint32 {
+	if max := b.opts.MaxSessionExpiry; max > 0 && sec > max {
+		return max
+	}
+	return sec
+}
+
+// newClientID makes a client identifier for a client that sent none.
+func newClientID() string {
+	var r [12]byte
+	_, _ = rand.Read(r[:])
+	return "avocet-" + hex.EncodeToString(r[:])
+}
+
+// willMessage returns the will of a CONNECT as a message, or nil.
+func willMessage(cp *mqtt.Connect, id string) *mqtt.Message {
+	if !cp.WillFlag {
+		return nil
+	}
+	p := &mqtt.Publish{QoS: cp.WillQoS, Retain: cp.WillRetain, Topic: cp.WillTopic, Payload: cp.WillPayload}
+	p.Properties = cp.WillProperties
+	return mqtt.NewMessage(p, id, time.Now())
+}
+
+// attach binds a connected client to its session, taking over any connection
+// that holds it, and reports whether an existing session was resumed.
+func (b *Broker) attach(c *conn, cleanStart bool, expiry uint32, will *mqtt.Message, willDelay uint32) bool {
+	for {
+		b.mu.Lock()
+		cs := b.sessions[c.clientID]
+		if cs != nil {
+			if old := cs.conn.Load(); old != nil {
+				b.mu.Unlock()
+				// [MQTT-3.1.4-3] take over: the older connection goes (5.0: reason 0x8E)
+				// and settles its session before this one proceeds.
+				old.kick(mqtt.SessionTakenOver)
+				select {
+				case <-old.settled():
+				case <-time.After(5 * time.Second):
+					old.shutdown()
+					<-old.settled()
+				}
+				continue
+			}
+		}
+		present := cs != nil && !cleanStart
+		if cs != nil && cleanStart {
+			b.endSessionLocked(cs, false)
+			cs = nil
+		}
+		if cs == nil {
+			cs = &clientSession{id: c.clientID, s: session.New(c.clientID, session.Limits{MaxQueued: b.opts.MaxQueued, Drop: b.opts.QueueDrop})}
+			b.sessions[c.clientID] = cs
+		}
+		cs.gen++
+		stopTimer(&cs.expiryTimer)
+		if cs.willTimer != nil { // [MQTT-3.1.3-9] a delayed will is not sent when the session resumes
+			stopTimer(&cs.willTimer)
+			cs.will = nil
+		}
+		cs.will, cs.willDelay = will, willDelay
+		cs.s.SetExpiry(expiry)
+		c.cs = cs
+		cs.conn.Store(c)
+		b.mu.Unlock()
+		return present
+	}
+}
+
+func stopTimer(t **time.Timer) {
+	if *t != nil {
+		(*t).Stop()
+		*t = nil
+	}
+}
+
+// settled returns a channel closed once the connection's session is settled after
+// it ended. Only valid for connections past CONNECT.
+func (c *conn) settled() <-chan struct{} { return c.settledC }
+
+// disconnected settles the session of a connection that ended: the will, the
+// session's expiry, and shared subscription messages the client did not take.
+func (b *Broker) disconnected(c *conn, err error) {
+	defer close(c.settledC)
+	cs := c.cs
+	if c.kicked.Load() == int32(mqtt.SessionTakenOver)+1 {
+		c.log.Info("client taken over")
+	} else {
+		c.log.Info("client disconnected", "graceful", c.graceful.Load(), "err", err)
+	}
+	cs.s.Unsent()
+	b.mu.Lock()
+	if cs.conn.Load() != c {
+		b.mu.Unlock()
+		return
+	}
+	cs.conn.Store(nil)
+	// The will: sent on every end but a DISCONNECT without reason 0x04 [MQTT-3.1.2-8] [MQTT-3.1.2-10].
+	if c.graceful.Load() && !c.sendWill.Load() {
+		cs.will = nil
+	}
+	expiry := cs.s.Expiry()
+	if cs.will != nil {
+		if cs.willDelay == 0 || expiry == 0 {
+			b.publishWillLocked(cs)
+		} else {
+			gen := cs.gen
+			delay := time.Duration(min(cs.willDelay, expiry)) * time.Second // [MQTT-3.1.3-9] whichever comes first
+			cs.willTimer = time.AfterFunc(delay, func() {
+				b.mu.Lock()
+				defer b.mu.Unlock()
+				if cs.gen == gen && cs.conn.Load() == nil {
+					b.publishWillLocked(cs)
+				}
+			})
+		}
+	}
+	switch expiry {
+	case 0:
+		b.endSessionLocked(cs, true)
+	case session.NeverExpire:
+	default:
+		gen := cs.gen
+		cs.expiryTimer = time.AfterFunc(time.Duration(expiry)*time.Second, func() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			if cs.gen == gen && cs.conn.Load() == nil && b.sessions[cs.id] == cs {
+				if cs.will != nil {
+					b.publishWillLocked(cs)
+				}
+				b.endSessionLocked(cs, true)
+			}
+		})
+	}
+	b.mu.Unlock()
+	cs.s.DropQoS0()
+	b.redistribute(cs)
+}
+
+// publishWillLocked publishes the session's will once. Called with b.mu held; the
+// message is routed by another goroutine, as routing takes b.mu itself.
+func (b *Broker) publishWillLocked(cs *clientSession) {
+	m := cs.will
+	cs.will = nil
+	stopTimer(&cs.willTimer)
+	if m == nil {
+		return
+	}
+	if az := b.opts.Authorizer; az != nil && !az.CanPublish(cs.id, "", m.Topic) {
+		return
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		b.Publish(m)
+	}()
+}
+
+// endSessionLocked forgets a session: its subscriptions and queued messages.
+// Called with b.mu held.
+func (b *Broker) endSessionLocked(cs *clientSession, expired bool) {
+	stopTimer(&cs.expiryTimer)
+	stopTimer(&cs.willTimer)
+	delete(b.sessions, cs.id)
+	b.tree.UnsubscribeAll(cs.id)
+	cs.gen++
+	if expired {
+		b.log.Debug("session ended", "client_id", cs.id)
+	}
+	go b.redistribute(cs)
+}
+
+// redistribute offers the shared subscription messages a departed client did not
+// take to the other members of their groups (MQTT 5.0 section 4.8.2).
+func (b *Broker) redistribute(cs *clientSession) {
+	for _, d := range cs.s.TakeShared() {
+		_, filter, _ := mqtt.SplitShared(d.Group)
+		res := b.matchPool.Get().(*MatchResult)
+		b.tree.Match(d.Msg.Topic, "", res)
+		delivered := false
+		for i := range res.Groups {
+			g := &res.Groups[i]
+			if mqtt.SharePrefix+g.Group+"/"+g.Filter != d.Group || g.Filter != filter {
+				continue
+			}
+			for _, m := range g.Members {
+				if m.Subscriber != cs.id && b.online(m.Subscriber) {
+					delivered = b.deliver(m.Subscriber, d.Msg, min(d.Msg.QoS, m.Options.QoS), d.Retain, subIDs(m.Options.SubscriptionID), d.Group)
+					break
+				}
+			}
+		}
+		b.matchPool.Put(res)
+		if !delivered && b.sessionLive(cs) {
+			// Nobody else can take it: keep it for the client's return.
+			_, _ = cs.s.Enqueue(d)
+		}
+	}
+}
+
+// sessionLive reports whether cs is still the broker's session for its client id.
+func (b *Broker) sessionLive(cs *clientSession) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.sessions[cs.id] == cs
+}
