@@ -111,6 +111,9 @@ func (c *Connect) decode(_ Version, _ byte, body []byte) error {
 				return err
 			}
 		}
+		if wp := &c.WillProperties; wp.Has(PropResponseTopic) && ValidTopicName(wp.ResponseTopic) != nil {
+			return protocolErr(CONNECT, "will response topic is not a valid topic name") // section 3.1.3.2.5
+		}
 		if c.WillTopic, err = p.str("will topic", ""); err != nil {
 			return err
 		}

@@ -106,7 +106,15 @@ type Auth struct {
 }
 
 func (a *Auth) decode(_ Version, _ byte, body []byte) error {
-	return (*reasonPacket)(a).decode(AUTH, body)
+	if err := (*reasonPacket)(a).decode(AUTH, body); err != nil {
+		return err
+	}
+	// Section 3.15.2.2.2: the Authentication Method is required, but in the
+	// shortest form (Success without properties) that section 3.15.2.1 allows.
+	if len(body) > 0 && !a.Properties.Has(PropAuthMethod) {
+		return protocolErr(AUTH, "no authentication method")
+	}
+	return nil
 }
 
 // Encode appends the AUTH packet; it exists only in 5.0.

@@ -404,3 +404,26 @@ func TestReaderStream(t *testing.T) {
 		}
 	}
 }
+
+// TestV31DupOnRetransmission: MQTT 3.1 marks PUBREL, SUBSCRIBE and UNSUBSCRIBE sent
+// again with DUP (their fixed header carries QoS 1 and DUP); 3.1.1 made those bits
+// reserved. A 3.1 retransmission decodes like the first transmission.
+func TestV31DupOnRetransmission(t *testing.T) {
+	for _, tt := range []struct {
+		bytes string
+		want  Packet
+	}{
+		{"8a 06 00 01 00 01 23 00", &Subscribe{PacketID: 1, Subscriptions: []Subscription{{Filter: "#"}}}},
+		{"aa 05 00 02 00 01 23", &Unsubscribe{PacketID: 2, Filters: []string{"#"}}},
+		{"6a 02 00 03", &Pubrel{PacketID: 3}},
+	} {
+		b := hexBytes(t, tt.bytes)
+		got, _, err := Decode(b, Version31, 0)
+		if err != nil || !equalPackets(got, tt.want) {
+			t.Errorf("3.1 %s: got %#v, %v", tt.bytes, got, err)
+		}
+		if _, _, err := Decode(b, Version311, 0); CodeOf(err) != MalformedPacket {
+			t.Errorf("3.1.1 %s: got %v, want malformed [MQTT-2.1.3-1]", tt.bytes, err)
+		}
+	}
+}

@@ -23,6 +23,25 @@ type malformedCase struct {
 // packet as its fixed header frames it, unless the row is about the fixed header
 // itself, so that the error comes from the rule and not from a short input.
 var malformedCases = []malformedCase{
+	// Rules enforced beyond the packet layouts.
+	{"section 3.15.2.2.2 AUTH continue without an authentication method", Version5, 0, `
+		f0 02 // AUTH, remaining length 2
+		18 00 // continue authentication, property length 0`, ProtocolError},
+	{"section 3.15.2.2.2 AUTH with data but no method", Version5, 0, `
+		f0 07 // AUTH, remaining length 7
+		18 05 16 00 02 aa bb // continue authentication, authentication data only`, ProtocolError},
+	{"[MQTT-3.3.2-14] response topic with a wildcard", Version5, 0, `
+		30 0a       // PUBLISH QoS 0, remaining length 10
+		00 01 61    // topic "a"
+		06 08 00 03 61 2f 23 // property length 6, response topic "a/#"`, ProtocolError},
+	{"section 3.1.3.2.5 will response topic with a wildcard", Version5, 0, `
+		10 19             // CONNECT, remaining length 25
+		00 04 4d 51 54 54 // "MQTT"
+		05 04 00 00 00    // level 5, will flag, keep alive 0, property length 0
+		00 01 63          // client id "c"
+		05 08 00 02 61 2b // will property length 5, response topic "a+"
+		00 01 77          // will topic "w"
+		00 00             // will payload empty`, ProtocolError},
 	// Fixed header: packet type and flags (section 2.1).
 	{"section 2.1.2 reserved packet type 0", Version311, 0, `
 		00 00 // type 0, remaining length 0`, MalformedPacket},

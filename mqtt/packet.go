@@ -69,6 +69,9 @@ func checkHeader(v Version, t PacketType, flags byte) error {
 	if t == AUTH && v != Version5 {
 		return malformed(AUTH, "AUTH is reserved before MQTT 5")
 	}
+	if v == Version31 && (t == PUBREL || t == SUBSCRIBE || t == UNSUBSCRIBE) {
+		flags &^= 0x08 // MQTT 3.1 sets DUP on these when it sends them again
+	}
 	if t != PUBLISH && flags != fixedFlags[t] {
 		return malformed(t, "reserved flags are 0x"+strconv.FormatUint(uint64(flags), 16))
 	}

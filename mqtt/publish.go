@@ -53,6 +53,9 @@ func (p *Publish) decode(v Version, flags byte, body []byte) error {
 	} else if err := ValidTopicName(p.Topic); err != nil { // [MQTT-3.3.2-2]
 		return &Error{Code: TopicNameInvalid, Packet: PUBLISH, Reason: err.(*Error).Reason}
 	}
+	if p.Properties.Has(PropResponseTopic) && ValidTopicName(p.Properties.ResponseTopic) != nil { // [MQTT-3.3.2-14]
+		return protocolErr(PUBLISH, "response topic is not a valid topic name")
+	}
 	p.Payload = body[ps.off:len(body):len(body)]
 	return nil
 }
