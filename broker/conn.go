@@ -113,12 +113,21 @@ func (c *conn) queue(x ctrl) {
 
 // kick disconnects the client from another goroutine: 5.0 clients get a
 // DISCONNECT with code first. Safe to call more than once.
-func (c *conn) kick(code mqtt.ReasonCode) {
+func (c *conn) kick(code mqtt.ReasonCode) { c.kickWith(code, "") }
+
+// kickWith is kick with a Reason String for the DISCONNECT, which MQTT 5 allows
+// whatever the client's Request Problem Information [MQTT-3.1.2-29].
+func (c *conn) kickWith(code mqtt.ReasonCode, reason string) {
 	if !c.kicked.CompareAndSwap(0, int32(code)+1) {
 		return
 	}
 	if c.version == mqtt.Version5 && c.cs != nil {
-		c.queue(ctrl{t: mqtt.DISCONNECT, code: code})
+		d := &mqtt.Disconnect{ReasonCode: code}
+		if reason != "" && mqtt.ValidString(reason) {
+			d.Properties.ReasonString = reason
+			d.Properties.Set(mqtt.PropReasonString)
+		}
+		c.queue(ctrl{t: mqtt.DISCONNECT, code: code, pkt: d})
 		// The writer closes the connection once the DISCONNECT is out; bound the wait.
 		time.AfterFunc(time.Second, c.shutdown)
 		return
@@ -185,7 +194,7 @@ func (c *conn) readError(err error) error {
 	case errors.As(err, &pe):
 		c.b.stats.ProtocolErrors.Add(1)
 		c.log.Info("closing connection: protocol violation", "client_id", c.clientID, "err", err)
-		c.kick(pe.Code)
+		c.kickWith(pe.Code, pe.Reason)
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.log.Info("closing connection: keep alive expired", "client_id", c.clientID)
 		c.kick(mqtt.KeepAliveTimeout)
@@ -312,11 +321,28 @@ func (c *conn) publish(p *mqtt.Publish) error {
 	}
 	switch p.QoS {
 	case mqtt.AtLeastOnce:
-		c.queue(ctrl{t: mqtt.PUBACK, id: p.PacketID, code: code})
+		c.queue(c.ack(mqtt.PUBACK, p.PacketID, code))
 	case mqtt.ExactlyOnce:
-		c.queue(ctrl{t: mqtt.PUBREC, id: p.PacketID, code: code})
+		c.queue(c.ack(mqtt.PUBREC, p.PacketID, code))
 	}
 	return nil
+}
+
+// ack builds a PUBACK or PUBREC; a refusal carries a Reason String when the client
+// asked for problem information [MQTT-3.1.2-29].
+func (c *conn) ack(t mqtt.PacketType, id uint16, code mqtt.ReasonCode) ctrl {
+	x := ctrl{t: t, id: id, code: code}
+	if code.IsError() && c.problemInfo {
+		a := mqtt.Ack{PacketID: id, ReasonCode: code}
+		a.Properties.ReasonString = code.String()
+		a.Properties.Set(mqtt.PropReasonString)
+		if t == mqtt.PUBACK {
+			x.pkt = (*mqtt.Puback)(&a)
+		} else {
+			x.pkt = (*mqtt.Pubrec)(&a)
+		}
+	}
+	return x
 }
 
 func (c *conn) canPublish(topic string) bool {
@@ -566,8 +592,16 @@ func (c *conn) writeCtrl(w *bufio.Writer, x *ctrl) error {
 	var err error
 	switch x.t {
 	case mqtt.PUBACK:
+		if x.pkt != nil {
+			buf, err = x.pkt.Encode(buf, v)
+			break
+		}
 		buf, err = (&mqtt.Puback{PacketID: x.id, ReasonCode: x.code}).Encode(buf, v)
 	case mqtt.PUBREC:
+		if x.pkt != nil {
+			buf, err = x.pkt.Encode(buf, v)
+			break
+		}
 		buf, err = (&mqtt.Pubrec{PacketID: x.id, ReasonCode: x.code}).Encode(buf, v)
 	case mqtt.PUBREL:
 		buf, err = (&mqtt.Pubrel{PacketID: x.id, ReasonCode: x.code}).Encode(buf, v)
