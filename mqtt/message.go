@@ -1,6 +1,9 @@
 package mqtt
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // Message is an Application Message as a broker moves it from a publisher to its
 // receivers: the topic, the payload and the properties that travel with it
@@ -90,4 +93,71 @@ func (m *Message) Fill(p *Publish, qos QoS, retain bool, now time.Time) {
 		p.Properties.MessageExpiry = secs
 		p.Properties.Set(PropMessageExpiry)
 	}
+}
+
+// messageFormat is the first byte of a message encoded by AppendBinary.
+const messageFormat = 1
+
+// AppendBinary appends m in a form that UnmarshalMessage reads back, for stores:
+// a format byte, the expiry in Unix nanoseconds (0 for none), the origin, then the
+// message as an MQTT 5 PUBLISH with its forwarded properties.
+func (m *Message) AppendBinary(dst []byte) ([]byte, error) {
+	dst = append(dst, messageFormat)
+	var exp int64
+	if !m.Expiry.IsZero() {
+		exp = m.Expiry.UnixNano()
+	}
+	dst = appendU32(dst, uint32(uint64(exp)>>32))
+	dst = appendU32(dst, uint32(exp))
+	if len(m.Origin) > 65535 {
+		return nil, &Error{Code: ImplementationSpecificError, Reason: "origin longer than 65535 bytes"}
+	}
+	dst = appendString(dst, m.Origin)
+	p := Publish{QoS: m.QoS, Retain: m.Retain, Topic: m.Topic, Payload: m.Payload}
+	if p.QoS > AtMostOnce {
+		p.PacketID = 1
+	}
+	if m.Properties != nil {
+		p.Properties = *m.Properties
+	}
+	return p.Encode(dst, Version5)
+}
+
+// UnmarshalMessage reads a message written by AppendBinary. The message does not
+// alias b.
+func UnmarshalMessage(b []byte) (*Message, error) {
+	ps := parser{b: b}
+	format, err := ps.byte("format")
+	if err != nil {
+		return nil, err
+	}
+	if format != messageFormat {
+		return nil, malformed(0, "unknown message format "+strconv.Itoa(int(format)))
+	}
+	hi, err := ps.u32("expiry")
+	if err != nil {
+		return nil, err
+	}
+	lo, err := ps.u32("expiry")
+	if err != nil {
+		return nil, err
+	}
+	origin, err := ps.str("origin", "")
+	if err != nil {
+		return nil, err
+	}
+	p, _, err := Decode(b[ps.off:], Version5, 0)
+	if err != nil {
+		return nil, err
+	}
+	pub, ok := p.(*Publish)
+	if !ok {
+		return nil, malformed(0, "stored message is not a PUBLISH")
+	}
+	m := NewMessage(pub, origin, time.Time{})
+	m.Expiry = time.Time{}
+	if exp := int64(uint64(hi)<<32 | uint64(lo)); exp != 0 {
+		m.Expiry = time.Unix(0, exp)
+	}
+	return m, nil
 }

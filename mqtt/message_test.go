@@ -46,3 +46,38 @@ func TestMessageCopiesAndForwards(t *testing.T) {
 		t.Fatalf("Fill allocates %.0f times", n)
 	}
 }
+
+func TestMessageBinaryRoundTrip(t *testing.T) {
+	exp := time.Unix(1700000000, 123456789)
+	props := &Properties{ContentType: "text/plain", CorrelationData: []byte{1, 2}, User: []StringPair{{"k", "v"}}}
+	props.Set(PropContentType)
+	props.Set(PropCorrelationData)
+	for _, m := range []*Message{
+		{Topic: "a/b", Payload: []byte("hello"), QoS: 2, Retain: true, Properties: props, Expiry: exp, Origin: "dev-1"},
+		{Topic: "x", QoS: 0},
+		{Topic: "été/€", Payload: make([]byte, 70000), QoS: 1},
+	} {
+		b, err := m.AppendBinary(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := UnmarshalMessage(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Topic != m.Topic || string(got.Payload) != string(m.Payload) || got.QoS != m.QoS || got.Retain != m.Retain ||
+			!got.Expiry.Equal(m.Expiry) || got.Origin != m.Origin {
+			t.Fatalf("round trip: got %+v, want %+v", got, m)
+		}
+		if (got.Properties == nil) != (m.Properties == nil) ||
+			m.Properties != nil && (got.Properties.ContentType != "text/plain" || len(got.Properties.User) != 1) {
+			t.Fatalf("properties: got %+v", got.Properties)
+		}
+		if _, err := UnmarshalMessage(b[:len(b)-1]); err == nil {
+			t.Fatal("a truncated message was accepted")
+		}
+	}
+	if _, err := UnmarshalMessage([]byte{9}); err == nil {
+		t.Fatal("unknown format accepted")
+	}
+}
