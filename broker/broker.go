@@ -124,6 +124,12 @@ func New(opts Options) (*Broker, error) {
 		cancel:    cancel,
 	}
 	b.matchPool.New = func() any { return new(MatchResult) }
+	if opts.SessionStore != nil {
+		if err := b.loadSessions(); err != nil {
+			cancel()
+			return nil, err
+		}
+	}
 	if opts.SysInterval > 0 {
 		b.wg.Add(1)
 		go b.sysLoop()
@@ -250,35 +256,49 @@ func (b *Broker) Unsubscribe(id, filter string) bool { return b.tree.Unsubscribe
 // bridge, another node, the broker itself): it is stored if retained and sent to
 // every matching subscriber. It returns the number of subscribers it went to.
 func (b *Broker) Publish(m *mqtt.Message) int {
+	n, _ := b.publish(m)
+	return n
+}
+
+// publish stores m if retained and routes it. stored reports whether a store was
+// written, so that the publisher's acknowledgement waits for a Barrier.
+func (b *Broker) publish(m *mqtt.Message) (n int, stored bool) {
 	if m.Retain && b.opts.RetainAvailable {
 		if err := b.ret.Set(m, time.Now()); err != nil {
 			b.log.Warn("retained message not stored", "topic", m.Topic, "err", err)
+		} else {
+			stored = b.opts.SessionStore != nil
 		}
 	}
-	return b.route(m)
+	n, routed := b.route(m)
+	return n, stored || routed
 }
 
-// route sends m to every matching subscriber once and returns how many it went to.
-func (b *Broker) route(m *mqtt.Message) int {
+// route sends m to every matching subscriber once and returns how many it went
+// to, and whether a session store was written.
+func (b *Broker) route(m *mqtt.Message) (n int, stored bool) {
 	res := b.matchPool.Get().(*MatchResult)
 	defer b.matchPool.Put(res)
 	b.tree.Match(m.Topic, m.Origin, res)
-	n := 0
 	for i := range res.Recipients {
 		r := &res.Recipients[i]
-		if b.deliver(r.Subscriber, m, min(m.QoS, r.QoS), r.RetainAsPublished && m.Retain, r.SubscriptionIDs, "") {
+		ok, st := b.deliver(r.Subscriber, m, min(m.QoS, r.QoS), r.RetainAsPublished && m.Retain, r.SubscriptionIDs, "")
+		if ok {
 			n++
 		}
+		stored = stored || st
 	}
 	for i := range res.Groups {
 		g := &res.Groups[i]
 		mem := b.pickMember(g)
-		if b.deliver(mem.Subscriber, m, min(m.QoS, mem.Options.QoS), mem.Options.RetainAsPublished && m.Retain,
-			subIDs(mem.Options.SubscriptionID), mqtt.SharePrefix+g.Group+"/"+g.Filter) {
+		ok, st := b.deliver(mem.Subscriber, m, min(m.QoS, mem.Options.QoS), mem.Options.RetainAsPublished && m.Retain,
+			subIDs(mem.Options.SubscriptionID), mqtt.SharePrefix+g.Group+"/"+g.Filter)
+		if ok {
 			n++
 		}
+		stored = stored || st
 	}
-	return n
+	return n, stored
 }
 
 // subIDs returns a slice holding id, or nil for zero, without allocating for the
@@ -302,7 +322,7 @@ var smallIDs = func() []uint32 {
 }()
 
 // deliver gives m to subscriber, a session or a receiver. ids is copied if kept.
-func (b *Broker) deliver(subscriber string, m *mqtt.Message, qos mqtt.QoS, retain bool, ids []uint32, group string) bool {
+func (b *Broker) deliver(subscriber string, m *mqtt.Message, qos mqtt.QoS, retain bool, ids []uint32, group string) (ok, stored bool) {
 	b.mu.RLock()
 	cs := b.sessions[subscriber]
 	var r Receiver
@@ -315,9 +335,9 @@ func (b *Broker) deliver(subscriber string, m *mqtt.Message, qos mqtt.QoS, retai
 		return cs.deliver(b, m, qos, retain, ids, group)
 	case r != nil:
 		r.Deliver(m, qos, retain, ids)
-		return true
+		return true, false
 	}
-	return false
+	return false, false
 }
 
 // pickMember chooses the member of a shared subscription that gets the next message.

@@ -61,13 +61,14 @@ type conn struct {
 	ctrls  []ctrl // guarded by ctrlMu
 	wake   chan struct{}
 
-	closeOnce  sync.Once
-	closed     chan struct{} // closed when the connection is shut
-	kicked     atomic.Int32  // reason code of a server-initiated disconnect, +1
-	graceful   atomic.Bool   // the client sent DISCONNECT
-	sendWill   atomic.Bool   // 5.0 DISCONNECT 0x04
-	writerDone chan struct{}
-	settledC   chan struct{} // closed once the session is settled after the end
+	closeOnce   sync.Once
+	closed      chan struct{} // closed when the connection is shut
+	kicked      atomic.Int32  // reason code of a server-initiated disconnect, +1
+	pendingAcks atomic.Int32  // acknowledgements waiting for a store Barrier
+	graceful    atomic.Bool   // the client sent DISCONNECT
+	sendWill    atomic.Bool   // 5.0 DISCONNECT 0x04
+	writerDone  chan struct{}
+	settledC    chan struct{} // closed once the session is settled after the end
 }
 
 func newConn(b *Broker, nc net.Conn, listener string) *conn {
@@ -155,6 +156,13 @@ func (c *conn) serve() {
 	c.writerDone = make(chan struct{})
 	go c.writeLoop()
 	err := c.readLoop(r)
+	if c.kicked.Load() != 0 {
+		// Let the writer send the DISCONNECT first; kick bounds the wait.
+		select {
+		case <-c.writerDone:
+		case <-c.closed:
+		}
+	}
 	c.shutdown()
 	<-c.writerDone
 	c.b.stats.ClientsConnected.Add(-1)
@@ -222,7 +230,9 @@ func (c *conn) handle(p mqtt.Packet) error {
 				c.queue(ctrl{t: mqtt.PUBREL, id: p.PacketID, code: mqtt.PacketIdentifierNotFound})
 			}
 		case !p.ReasonCode.IsError():
-			c.queue(ctrl{t: mqtt.PUBREL, id: f.PacketID})
+			// The new state is durable before PUBREL goes, so that a restart never
+			// sends the PUBLISH again after its PUBREL [MQTT-4.3.3-6].
+			c.sendAck(ctrl{t: mqtt.PUBREL, id: f.PacketID}, c.cs.s.Persistent())
 		}
 	case *mqtt.Pubcomp:
 		if _, err := c.cs.s.Pubcomp(p.PacketID); err != nil {
@@ -233,7 +243,9 @@ func (c *conn) handle(p mqtt.Packet) error {
 		if !c.cs.s.Release(p.PacketID) && c.version == mqtt.Version5 {
 			code = mqtt.PacketIdentifierNotFound
 		}
-		c.queue(ctrl{t: mqtt.PUBCOMP, id: p.PacketID, code: code}) // [MQTT-4.3.3-10]
+		// [MQTT-4.3.3-10]; the identifier's release is durable first, or a restart
+		// would take the next message with this identifier for a duplicate.
+		c.sendAck(ctrl{t: mqtt.PUBCOMP, id: p.PacketID, code: code}, c.cs.s.Persistent())
 	case *mqtt.Subscribe:
 		return c.subscribe(p)
 	case *mqtt.Unsubscribe:
@@ -293,18 +305,20 @@ func (c *conn) publish(p *mqtt.Publish) error {
 	case p.Properties.Has(mqtt.PropPayloadFormat) && p.Properties.PayloadFormat == 1 && !utf8.Valid(p.Payload):
 		code = mqtt.PayloadFormatInvalid // [MQTT-3.3.2-4] may be checked by the receiver
 	}
+	sync := false
 	if p.QoS == mqtt.ExactlyOnce {
 		first, err := c.cs.s.ReceiveQoS2(p.PacketID, time.Now(), b.opts.ReceiveMaximum)
 		if errors.Is(err, session.ErrQueueFull) { // [MQTT-3.3.4-9]
 			return c.readError(protoErr(mqtt.ReceiveMaximumExceeded, "more QoS 2 messages than the receive maximum"))
 		}
 		if !first { // a duplicate: acknowledge it again, deliver nothing [MQTT-4.3.3-9]
-			c.queue(ctrl{t: mqtt.PUBREC, id: p.PacketID})
+			c.sendAck(ctrl{t: mqtt.PUBREC, id: p.PacketID}, false)
 			return nil
 		}
 		if code.IsError() {
 			c.cs.s.Release(p.PacketID) // nothing follows a failed PUBREC
 		}
+		sync = c.cs.s.Persistent()
 	}
 	if code.IsError() {
 		c.log.Debug("PUBLISH refused", "client_id", c.clientID, "topic", p.Topic, "reason", code.String())
@@ -315,17 +329,42 @@ func (c *conn) publish(p *mqtt.Publish) error {
 		}
 	} else {
 		m := mqtt.NewMessage(p, c.clientID, time.Now())
-		if n := b.Publish(m); n == 0 && c.version == mqtt.Version5 {
+		n, stored := b.publish(m)
+		if n == 0 && c.version == mqtt.Version5 {
 			code = mqtt.NoMatchingSubscribers
 		}
+		sync = sync || stored
 	}
 	switch p.QoS {
 	case mqtt.AtLeastOnce:
-		c.queue(c.ack(mqtt.PUBACK, p.PacketID, code))
+		c.sendAck(c.ack(mqtt.PUBACK, p.PacketID, code), sync)
 	case mqtt.ExactlyOnce:
-		c.queue(c.ack(mqtt.PUBREC, p.PacketID, code))
+		c.sendAck(c.ack(mqtt.PUBREC, p.PacketID, code), sync)
 	}
 	return nil
+}
+
+// sendAck queues an acknowledgement. With a session store, an acknowledgement
+// that follows a store write (sync), or any acknowledgement while earlier ones
+// wait, goes out only once the store has made those writes durable: an
+// acknowledged message is not lost, and acknowledgements keep the order of the
+// packets they answer [MQTT-4.6.0-2] [MQTT-4.6.0-3].
+func (c *conn) sendAck(x ctrl, sync bool) {
+	st := c.b.opts.SessionStore
+	if st == nil || !sync && c.pendingAcks.Load() == 0 {
+		c.queue(x)
+		return
+	}
+	c.pendingAcks.Add(1)
+	st.Barrier(func(err error) {
+		c.pendingAcks.Add(-1)
+		if err != nil {
+			c.log.Error("store write failed; acknowledgement withheld", "err", err)
+			c.kickWith(mqtt.UnspecifiedError, "store write failed")
+			return
+		}
+		c.queue(x)
+	})
 }
 
 // ack builds a PUBACK or PUBREC; a refusal carries a Reason String when the client
@@ -419,6 +458,9 @@ func (c *conn) subscribeOne(filter string, opts SubscriptionOptions) (mqtt.Reaso
 	if err != nil {
 		return mqtt.TopicFilterInvalid, false
 	}
+	c.cs.s.SaveSubscription(session.SubscriptionRecord{Filter: filter, SubscriptionID: opts.SubscriptionID,
+		Options: mqtt.Subscription{QoS: opts.QoS, NoLocal: opts.NoLocal, RetainAsPublished: opts.RetainAsPublished,
+			RetainHandling: opts.RetainHandling}})
 	return mqtt.ReasonCode(opts.QoS), created // granted QoS: everything up to 2 is supported
 }
 
@@ -428,7 +470,9 @@ func (c *conn) unsubscribe(p *mqtt.Unsubscribe) {
 	for i, f := range p.Filters {
 		if !c.b.tree.Unsubscribe(c.clientID, f) {
 			ack.ReasonCodes[i] = mqtt.NoSubscriptionExisted
+			continue
 		}
+		c.cs.s.DeleteSubscription(f)
 	}
 	c.queue(ctrl{t: mqtt.UNSUBACK, pkt: ack}) // [MQTT-3.10.4-4]
 }
@@ -441,6 +485,7 @@ func (c *conn) disconnect(p *mqtt.Disconnect) error {
 			return c.readError(protoErr(mqtt.ProtocolError, "session expiry set at DISCONNECT after 0 at CONNECT"))
 		}
 		c.cs.s.SetExpiry(c.b.capExpiry(exp))
+		c.cs.s.SaveMeta(time.Time{})
 	}
 	c.sendWill.Store(c.version == mqtt.Version5 && p.ReasonCode == mqtt.DisconnectWithWillMessage)
 	c.graceful.Store(true) // [MQTT-3.14.4-3] the will is discarded unless 0x04
@@ -489,6 +534,10 @@ func (c *conn) writeLoop() {
 				break
 			}
 			sent++
+			if d.QoS == mqtt.ExactlyOnce && !c.durable() {
+				c.shutdown()
+				return
+			}
 			if err := c.writePublish(w, &pub, &d, id, false, &aliasOut); err != nil {
 				c.shutdown()
 				return
@@ -513,6 +562,29 @@ func (c *conn) writeLoop() {
 }
 
 func (c *conn) expired(session.Delivery) { c.b.stats.MessagesExpired.Add(1) }
+
+// durable waits until the packet identifier just given to a QoS 2 message of a
+// persistent session is in the store, so that after a crash the message is sent
+// again with the same identifier and never taken for a new one. It reports false
+// when the store failed or the connection closed.
+func (c *conn) durable() bool {
+	st := c.b.opts.SessionStore
+	if st == nil || !c.cs.s.Persistent() {
+		return true
+	}
+	done := make(chan error, 1)
+	st.Barrier(func(err error) { done <- err })
+	select {
+	case err := <-done:
+		if err != nil {
+			c.log.Error("store write failed", "err", err)
+			return false
+		}
+		return true
+	case <-c.closed:
+		return false
+	}
+}
 
 // resend sends again the inflight messages of a resumed session.
 func (c *conn) resend(w *bufio.Writer, pub *mqtt.Publish) error {

@@ -29,19 +29,20 @@ type clientSession struct {
 
 // deliver queues m for the session. A message of QoS 0 for an offline session is
 // dropped: only QoS 1 and 2 messages are kept for later (MQTT 5.0 section 3.1.2.4).
-func (cs *clientSession) deliver(b *Broker, m *mqtt.Message, qos mqtt.QoS, retain bool, ids []uint32, group string) bool {
+// stored reports whether the session's store was written.
+func (cs *clientSession) deliver(b *Broker, m *mqtt.Message, qos mqtt.QoS, retain bool, ids []uint32, group string) (ok, stored bool) {
 	if qos == mqtt.AtMostOnce && cs.conn.Load() == nil {
 		b.stats.MessagesDropped.Add(1)
-		return false
+		return false, false
 	}
 	if len(ids) > 0 && (len(ids) > 1 || ids[0] >= uint32(len(smallIDs))) {
 		ids = slices.Clone(ids) // the match result's storage is reused
 	}
-	dropped, err := cs.s.Enqueue(session.Delivery{Msg: m, QoS: qos, Retain: retain, SubscriptionIDs: ids, Group: group})
+	dropped, stored, err := cs.s.Enqueue(session.Delivery{Msg: m, QoS: qos, Retain: retain, SubscriptionIDs: ids, Group: group})
 	if err != nil || dropped != nil {
 		b.stats.MessagesDropped.Add(1)
 	}
-	return err == nil
+	return err == nil, stored
 }
 
 // connect reads and answers CONNECT. It returns true when the client is connected.
@@ -265,7 +266,7 @@ func (b *Broker) attach(c *conn, cleanStart bool, expiry uint32, will *mqtt.Mess
 			cs = nil
 		}
 		if cs == nil {
-			cs = &clientSession{id: c.clientID, s: session.New(c.clientID, session.Limits{MaxQueued: b.opts.MaxQueued, Drop: b.opts.QueueDrop})}
+			cs = b.newSession(c.clientID)
 			b.sessions[c.clientID] = cs
 		}
 		cs.gen++
@@ -276,6 +277,7 @@ func (b *Broker) attach(c *conn, cleanStart bool, expiry uint32, will *mqtt.Mess
 		}
 		cs.will, cs.willDelay = will, willDelay
 		cs.s.SetExpiry(expiry)
+		cs.s.SaveMeta(time.Time{})
 		c.cs = cs
 		cs.conn.Store(c)
 		b.mu.Unlock()
@@ -311,6 +313,7 @@ func (b *Broker) disconnected(c *conn, err error) {
 		return
 	}
 	cs.conn.Store(nil)
+	cs.s.SaveMeta(time.Now())
 	// The will: sent on every end but a DISCONNECT without reason 0x04 [MQTT-3.1.2-8] [MQTT-3.1.2-10].
 	if c.graceful.Load() && !c.sendWill.Load() {
 		cs.will = nil
@@ -325,7 +328,7 @@ func (b *Broker) disconnected(c *conn, err error) {
 			cs.willTimer = time.AfterFunc(delay, func() {
 				b.mu.Lock()
 				defer b.mu.Unlock()
-				if cs.gen == gen && cs.conn.Load() == nil {
+				if cs.gen == gen && cs.conn.Load() == nil && !b.closing {
 					b.publishWillLocked(cs)
 				}
 			})
@@ -336,21 +339,37 @@ func (b *Broker) disconnected(c *conn, err error) {
 		b.endSessionLocked(cs, true)
 	case session.NeverExpire:
 	default:
-		gen := cs.gen
-		cs.expiryTimer = time.AfterFunc(time.Duration(expiry)*time.Second, func() {
-			b.mu.Lock()
-			defer b.mu.Unlock()
-			if cs.gen == gen && cs.conn.Load() == nil && b.sessions[cs.id] == cs {
-				if cs.will != nil {
-					b.publishWillLocked(cs)
-				}
-				b.endSessionLocked(cs, true)
-			}
-		})
+		b.expireLocked(cs, time.Duration(expiry)*time.Second)
 	}
 	b.mu.Unlock()
 	cs.s.DropQoS0()
 	b.redistribute(cs)
+}
+
+// expireLocked ends the offline session cs after d, publishing its will if it is
+// still pending. Called with b.mu held.
+func (b *Broker) expireLocked(cs *clientSession, d time.Duration) {
+	gen := cs.gen
+	cs.expiryTimer = time.AfterFunc(d, func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if cs.gen == gen && cs.conn.Load() == nil && b.sessions[cs.id] == cs && !b.closing {
+			if cs.will != nil {
+				b.publishWillLocked(cs)
+			}
+			b.endSessionLocked(cs, true)
+		}
+	})
+}
+
+// newSession makes the broker's record of a new session, writing to the session
+// store when there is one.
+func (b *Broker) newSession(id string) *clientSession {
+	s := session.New(id, session.Limits{MaxQueued: b.opts.MaxQueued, Drop: b.opts.QueueDrop})
+	if b.opts.SessionStore != nil {
+		s.AttachStore(b.opts.SessionStore)
+	}
+	return &clientSession{id: id, s: s}
 }
 
 // publishWillLocked publishes the session's will once. Called with b.mu held; the
@@ -359,7 +378,7 @@ func (b *Broker) publishWillLocked(cs *clientSession) {
 	m := cs.will
 	cs.will = nil
 	stopTimer(&cs.willTimer)
-	if m == nil {
+	if m == nil || b.closing {
 		return
 	}
 	if az := b.opts.Authorizer; az != nil && !az.CanPublish(cs.id, "", m.Topic) {
@@ -378,12 +397,22 @@ func (b *Broker) endSessionLocked(cs *clientSession, expired bool) {
 	stopTimer(&cs.expiryTimer)
 	stopTimer(&cs.willTimer)
 	delete(b.sessions, cs.id)
+	for _, sub := range b.tree.Subscriptions(cs.id) {
+		cs.s.DeleteSubscription(sub.Filter)
+	}
 	b.tree.UnsubscribeAll(cs.id)
+	cs.s.Purge()
 	cs.gen++
 	if expired {
 		b.log.Debug("session ended", "client_id", cs.id)
 	}
-	go b.redistribute(cs)
+	if !b.closing {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			b.redistribute(cs)
+		}()
+	}
 }
 
 // redistribute offers the shared subscription messages a departed client did not
@@ -401,7 +430,7 @@ func (b *Broker) redistribute(cs *clientSession) {
 			}
 			for _, m := range g.Members {
 				if m.Subscriber != cs.id && b.online(m.Subscriber) {
-					delivered = b.deliver(m.Subscriber, d.Msg, min(d.Msg.QoS, m.Options.QoS), d.Retain, subIDs(m.Options.SubscriptionID), d.Group)
+					delivered, _ = b.deliver(m.Subscriber, d.Msg, min(d.Msg.QoS, m.Options.QoS), d.Retain, subIDs(m.Options.SubscriptionID), d.Group)
 					break
 				}
 			}
@@ -409,7 +438,7 @@ func (b *Broker) redistribute(cs *clientSession) {
 		b.matchPool.Put(res)
 		if !delivered && b.sessionLive(cs) {
 			// Nobody else can take it: keep it for the client's return.
-			_, _ = cs.s.Enqueue(d)
+			_, _, _ = cs.s.Enqueue(d)
 		}
 	}
 }

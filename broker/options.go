@@ -106,6 +106,10 @@ type Options struct {
 	Authenticator Authenticator // nil: AllowAnonymous decides
 	Authorizer    Authorizer    // nil: everything is allowed but publishing to $SYS
 	Retained      *retain.Tree  // nil: an in-memory tree without limits
+	// SessionStore keeps persistent sessions across restarts; nil: in memory only.
+	// With a store, every acknowledgement of a QoS 1 or 2 message waits until what
+	// the message changed is durable, as the store's fsync policy promises.
+	SessionStore session.Store
 }
 
 // DefaultOptions returns the defaults of every option, as the config file documents them.

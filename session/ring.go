@@ -25,6 +25,9 @@ func (r *ring) push(d Delivery) {
 
 func (r *ring) peek() *Delivery { return &r.buf[r.head] }
 
+// at returns the i-th delivery from the front.
+func (r *ring) at(i int) *Delivery { return &r.buf[(r.head+i)%len(r.buf)] }
+
 func (r *ring) pop() Delivery {
 	d := r.buf[r.head]
 	r.buf[r.head] = Delivery{}

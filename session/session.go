@@ -42,6 +42,8 @@ type Delivery struct {
 	// Group is the shared subscription, as "$share/{ShareName}/{filter}", through
 	// which the message came; empty for non-shared subscriptions.
 	Group string
+
+	seq uint64 // position in the session's queue, for its store keys
 }
 
 // State is where a sent QoS 1 or QoS 2 message stands.
@@ -107,6 +109,8 @@ type Session struct {
 	awaitRel   map[uint16]time.Time // QoS 2 received, PUBREC sent, PUBREL awaited; guarded by mu
 	notify     chan struct{}        // signalled when something is queued
 	droppedCnt int64                // messages dropped by the queue policy; guarded by mu
+	store      Store                // nil: memory only; guarded by mu
+	seq        uint64               // last queue position handed out; guarded by mu
 }
 
 // New returns an empty session for client id.
@@ -115,6 +119,14 @@ func New(id string, limits Limits) *Session {
 		limits.Drop = DropOldest
 	}
 	return &Session{id: id, limits: limits, notify: make(chan struct{}, 1), awaitRel: map[uint16]time.Time{}}
+}
+
+// AttachStore makes the session write its state to st whenever its expiry
+// interval is not zero. Call it before the session is used.
+func (s *Session) AttachStore(st Store) {
+	s.mu.Lock()
+	s.store = st
+	s.mu.Unlock()
 }
 
 // ID returns the client identifier.
@@ -148,23 +160,33 @@ func (s *Session) signal() {
 
 // Enqueue queues d to be sent. When the queue is full, the policy decides: under
 // DropOldest the oldest queued message is dropped and returned, under DropNewest
-// d is refused with ErrQueueFull.
-func (s *Session) Enqueue(d Delivery) (dropped *Delivery, err error) {
+// d is refused with ErrQueueFull. stored reports whether d was written to the
+// session's store, so that the caller waits for a Barrier before acknowledging.
+func (s *Session) Enqueue(d Delivery) (dropped *Delivery, stored bool, err error) {
 	s.mu.Lock()
+	persist := s.persistentLocked() && d.QoS > mqtt.AtMostOnce
 	if s.limits.MaxQueued > 0 && s.queue.len() >= s.limits.MaxQueued {
 		if s.limits.Drop == DropNewest {
 			s.droppedCnt++
 			s.mu.Unlock()
-			return nil, ErrQueueFull
+			return nil, false, ErrQueueFull
 		}
 		old := s.queue.pop()
+		if persist && old.seq != 0 {
+			s.deleteDelivery(old.seq)
+		}
 		dropped = &old
 		s.droppedCnt++
+	}
+	s.seq++
+	d.seq = s.seq
+	if persist {
+		s.writeDelivery(&d)
 	}
 	s.queue.push(d)
 	s.mu.Unlock()
 	s.signal()
-	return dropped, nil
+	return dropped, persist, nil
 }
 
 // Queued returns the number of messages waiting to be sent.
@@ -222,6 +244,9 @@ func (s *Session) Next(window int, now time.Time, expired func(Delivery)) (d Del
 			state = AwaitPubrec
 		}
 		s.inflight = append(s.inflight, Inflight{Delivery: d, PacketID: id, State: state, Sent: true})
+		if s.persistentLocked() {
+			s.writeInflight(&s.inflight[len(s.inflight)-1])
+		}
 		return d, id, true
 	}
 	return Delivery{}, 0, false
@@ -282,6 +307,10 @@ func (s *Session) Pubrec(id uint16, failed bool) (Inflight, error) {
 	case AwaitPubrec:
 		f.State = AwaitPubcomp
 		f.Msg = nil // the PUBLISH is never sent again [MQTT-4.3.3-6]: only the identifier is kept
+		if s.persistentLocked() {
+			s.writeInflight(f)
+			s.store.Delete(seqKey(prefixQueued, s.id, f.seq))
+		}
 		return *f, nil
 	case AwaitPubcomp: // a repeated PUBREC: send PUBREL again
 		return *f, nil
@@ -294,7 +323,10 @@ func (s *Session) Pubrec(id uint16, failed bool) (Inflight, error) {
 func (s *Session) Discard(id uint16) {
 	s.mu.Lock()
 	if i := s.findInflight(id); i >= 0 {
-		s.removeInflight(i)
+		f := s.removeInflight(i)
+		if s.persistentLocked() {
+			s.deleteDelivery(f.seq)
+		}
 	}
 	s.mu.Unlock()
 	s.signal()
@@ -313,6 +345,9 @@ func (s *Session) complete(id uint16, want State) (Inflight, error) {
 		return Inflight{}, ErrUnknownPacketID
 	}
 	f := s.removeInflight(i)
+	if s.persistentLocked() {
+		s.deleteDelivery(f.seq)
+	}
 	s.mu.Unlock()
 	s.signal() // a slot is free
 	return f, nil
@@ -359,6 +394,11 @@ func (s *Session) TakeShared() []Delivery {
 	clear(s.inflight[len(kept):])
 	s.inflight = kept
 	out = append(out, s.queue.filter(func(d *Delivery) bool { return d.Group == "" })...)
+	if s.persistentLocked() {
+		for i := range out {
+			s.deleteDelivery(out[i].seq)
+		}
+	}
 	return out
 }
 
@@ -384,6 +424,9 @@ func (s *Session) ReceiveQoS2(id uint16, now time.Time, max int) (first bool, er
 		return false, ErrQueueFull
 	}
 	s.awaitRel[id] = now
+	if s.persistentLocked() {
+		s.store.Set(releaseKey(s.id, id), []byte{1})
+	}
 	return true, nil
 }
 
@@ -394,6 +437,9 @@ func (s *Session) Release(id uint16) bool {
 	defer s.mu.Unlock()
 	_, ok := s.awaitRel[id]
 	delete(s.awaitRel, id)
+	if ok && s.persistentLocked() {
+		s.store.Delete(releaseKey(s.id, id))
+	}
 	return ok
 }
 

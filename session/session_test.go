@@ -14,7 +14,7 @@ func TestQueueOrderAndWindow(t *testing.T) {
 	s := New("c", Limits{})
 	now := time.Now()
 	for i, q := range []mqtt.QoS{1, 0, 2, 1} {
-		if _, err := s.Enqueue(Delivery{Msg: msg(string(rune('a' + i))), QoS: q}); err != nil {
+		if _, _, err := s.Enqueue(Delivery{Msg: msg(string(rune('a' + i))), QoS: q}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -59,16 +59,16 @@ func TestQueueOrderAndWindow(t *testing.T) {
 func TestDropPolicies(t *testing.T) {
 	old := New("c", Limits{MaxQueued: 2, Drop: DropOldest})
 	for _, topic := range []string{"1", "2", "3"} {
-		_, _ = old.Enqueue(Delivery{Msg: msg(topic), QoS: 1})
+		_, _, _ = old.Enqueue(Delivery{Msg: msg(topic), QoS: 1})
 	}
 	if d, _, _ := old.Next(10, time.Now(), nil); d.Msg.Topic != "2" || old.Dropped() != 1 {
 		t.Fatalf("drop oldest kept %q, dropped %d", d.Msg.Topic, old.Dropped())
 	}
 	newest := New("c", Limits{MaxQueued: 2, Drop: DropNewest})
 	for _, topic := range []string{"1", "2"} {
-		_, _ = newest.Enqueue(Delivery{Msg: msg(topic), QoS: 1})
+		_, _, _ = newest.Enqueue(Delivery{Msg: msg(topic), QoS: 1})
 	}
-	if _, err := newest.Enqueue(Delivery{Msg: msg("3"), QoS: 1}); !errors.Is(err, ErrQueueFull) {
+	if _, _, err := newest.Enqueue(Delivery{Msg: msg("3"), QoS: 1}); !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("drop newest: %v", err)
 	}
 	if d, _, _ := newest.Next(10, time.Now(), nil); d.Msg.Topic != "1" {
@@ -79,8 +79,8 @@ func TestDropPolicies(t *testing.T) {
 func TestExpiredMessagesAreSkipped(t *testing.T) {
 	s := New("c", Limits{})
 	now := time.Now()
-	_, _ = s.Enqueue(Delivery{Msg: &mqtt.Message{Topic: "old", Expiry: now.Add(-time.Second)}, QoS: 1})
-	_, _ = s.Enqueue(Delivery{Msg: &mqtt.Message{Topic: "new", Expiry: now.Add(time.Hour)}, QoS: 1})
+	_, _, _ = s.Enqueue(Delivery{Msg: &mqtt.Message{Topic: "old", Expiry: now.Add(-time.Second)}, QoS: 1})
+	_, _, _ = s.Enqueue(Delivery{Msg: &mqtt.Message{Topic: "new", Expiry: now.Add(time.Hour)}, QoS: 1})
 	var expired []string
 	d, _, ok := s.Next(10, now, func(d Delivery) { expired = append(expired, d.Msg.Topic) })
 	if !ok || d.Msg.Topic != "new" || len(expired) != 1 || expired[0] != "old" {
@@ -91,7 +91,7 @@ func TestExpiredMessagesAreSkipped(t *testing.T) {
 func TestResendKeepsOrderAndIDs(t *testing.T) {
 	s := New("c", Limits{})
 	for _, topic := range []string{"x", "y", "z"} {
-		_, _ = s.Enqueue(Delivery{Msg: msg(topic), QoS: 2})
+		_, _, _ = s.Enqueue(Delivery{Msg: msg(topic), QoS: 2})
 	}
 	var ids []uint16
 	for range 3 {
@@ -110,7 +110,7 @@ func TestPacketIDsWrapAndSkipInUse(t *testing.T) {
 	s := New("c", Limits{})
 	s.nextID = 65534
 	for range 3 {
-		_, _ = s.Enqueue(Delivery{Msg: msg("t"), QoS: 1})
+		_, _, _ = s.Enqueue(Delivery{Msg: msg("t"), QoS: 1})
 	}
 	var got []uint16
 	for range 3 {
@@ -145,9 +145,9 @@ func TestReceiveQoS2ExactlyOnce(t *testing.T) {
 
 func TestTakeShared(t *testing.T) {
 	s := New("c", Limits{})
-	_, _ = s.Enqueue(Delivery{Msg: msg("a"), QoS: 1, Group: "$share/g/a"})
-	_, _ = s.Enqueue(Delivery{Msg: msg("b"), QoS: 1})
-	_, _ = s.Enqueue(Delivery{Msg: msg("c"), QoS: 1, Group: "$share/g/c"})
+	_, _, _ = s.Enqueue(Delivery{Msg: msg("a"), QoS: 1, Group: "$share/g/a"})
+	_, _, _ = s.Enqueue(Delivery{Msg: msg("b"), QoS: 1})
+	_, _, _ = s.Enqueue(Delivery{Msg: msg("c"), QoS: 1, Group: "$share/g/c"})
 	_, _, _ = s.Next(10, time.Now(), nil) // "a" inflight
 	taken := s.TakeShared()
 	if len(taken) != 2 || taken[0].Msg.Topic != "a" || taken[1].Msg.Topic != "c" {
