@@ -8,7 +8,10 @@ import (
 )
 
 // Config is the whole configuration file. Each field is one TOML table or
-// array of tables, named by its toml tag.
+// array of tables, named by its toml tag. The fields of features this
+// version lacks (Admin, Bridges, Cluster, Auth.PasswordFile, Auth.ACLFile,
+// Listener.ProxyProtocol and Listener.UseIdentityAsUsername) must keep
+// their defaults; see the package documentation.
 type Config struct {
 	Node      Node       `toml:"node"`
 	Log       Log        `toml:"log"`
@@ -279,7 +282,17 @@ const (
 // Default returns a Config holding every default. Each call returns a new
 // value that the caller may change.
 func Default() *Config {
-	c := &Config{
+	c := defaults()
+	c.fill()
+	return c
+}
+
+// defaults is Default before the derived defaults are filled in: Parse and
+// FromEnv start from it and fill them once the file and the environment
+// have had their say, so that a listener's name follows an address the
+// environment gives.
+func defaults() *Config {
+	return &Config{
 		Node: Node{Name: "avocet@127.0.0.1"},
 		Log:  Log{Level: LevelInfo, Format: FormatText},
 		Store: Store{
@@ -323,8 +336,6 @@ func Default() *Config {
 			DeadNodeGrace:    Duration(30 * time.Second),
 		},
 	}
-	c.fill()
-	return c
 }
 
 // defaultBridge is the start of every [[bridge]] entry.

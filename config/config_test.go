@@ -35,6 +35,15 @@ func errorsOf(t *testing.T, err error) []*Error {
 	return out
 }
 
+// allFeatures empties unavailable for the rest of a test, so that the rules
+// of features to come, kept in validate.go, stay tested.
+func allFeatures(t *testing.T) {
+	t.Helper()
+	saved := unavailable
+	unavailable = map[string]bool{}
+	t.Cleanup(func() { unavailable = saved })
+}
+
 func mustParse(t *testing.T, doc string) *Config {
 	t.Helper()
 	c, err := Parse([]byte(doc), "avocet.toml")
@@ -334,6 +343,7 @@ func fullConfig() *Config {
 }
 
 func TestParseFull(t *testing.T) {
+	allFeatures(t)
 	got := mustParse(t, fullFile)
 	want := fullConfig()
 	if !reflect.DeepEqual(got, want) {
@@ -386,6 +396,7 @@ func bridgeWith(lines string) string {
 // TestValidationErrors has a row per rule: the one problem expected, with
 // its key and line.
 func TestValidationErrors(t *testing.T) {
+	allFeatures(t)
 	tests := []struct {
 		name string
 		doc  string
@@ -506,6 +517,7 @@ func TestValidationErrors(t *testing.T) {
 
 // TestValid holds files that break no rule though they look close to it.
 func TestValid(t *testing.T) {
+	allFeatures(t)
 	for _, doc := range []string{
 		"[[listener]]\naddress = \"127.0.0.1:0\"\n[[listener]]\nkind = \"ws\"\naddress = \"127.0.0.1:0\"",
 		"[[listener]]\naddress = \"127.0.0.1:1883\"\n[[listener]]\naddress = \"127.0.0.2:1883\"",
@@ -722,6 +734,7 @@ func TestErrorString(t *testing.T) {
 }
 
 func TestBridgeAddress(t *testing.T) {
+	allFeatures(t)
 	tests := []struct {
 		value string
 		want  StringList

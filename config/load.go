@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"iter"
 	"maps"
 	"os"
 	"reflect"
@@ -17,7 +18,10 @@ import (
 
 // Error is one problem with a configuration: where it is and what is wrong.
 type Error struct {
-	File string // the file name given to Load or Parse; empty from Validate
+	// File is the file name given to Load or Parse, or "env NAME" when the
+	// key's value came from the environment variable NAME; empty from
+	// Validate, and for a default that FromEnv reports.
+	File string
 	Line int    // 1-based; 0 when unknown, as for a default or a key the file lacks
 	Key  string // the key path, as in "mqtt.max_inflight" or "listener[1].cert_file"; empty for a syntax error
 	Msg  string
@@ -44,12 +48,19 @@ func (e *Error) Error() string {
 }
 
 // Load reads the file at path and returns its configuration; see Parse.
+// It does not read the environment; LoadEnv does.
 func Load(path string) (*Config, error) {
+	return LoadEnv(path, nil)
+}
+
+// LoadEnv reads the file at path and returns its configuration with the
+// environment's overrides; see ParseEnv.
+func LoadEnv(path string, environ []string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return Parse(data, path)
+	return ParseEnv(data, path, environ)
 }
 
 // Parse reads a configuration from TOML data; name is the file name errors
@@ -58,13 +69,32 @@ func Load(path string) (*Config, error) {
 // [[bridge]] and [[bridge.topic]] starts from its own defaults. Derived
 // defaults are then filled in (listener names, ws paths, bridge client
 // identifiers; see the fields' comments) and the result is validated.
+// Parse does not read the environment; ParseEnv does.
 //
 // On failure the error is a single *Error or, when there are several
 // problems, an errors.Join of *Error values in the order of their lines:
 // every unknown key and badly typed value, or, if there are none of those,
-// every rule Validate finds broken. A TOML syntax error stops the parse and
-// is reported alone.
+// every key set that this version of avocet has no feature for, or, if there
+// are none of those either, every rule Validate finds broken. A TOML syntax
+// error stops the parse and is reported alone.
 func Parse(data []byte, name string) (*Config, error) {
+	return ParseEnv(data, name, nil)
+}
+
+// ParseEnv is Parse with the environment's overrides: after the data is
+// decoded, each AVOCET_<TABLE>_<KEY> and AVOCET_LISTENERS_<KIND>_<KEY>
+// variable of environ sets its key, as the package documentation describes,
+// before derived defaults are filled in and the result is validated.
+// Entries of environ are "NAME=value", as os.Environ gives them; those not
+// beginning AVOCET_, and AVOCET_CONFIG, are skipped.
+//
+// A problem with a key a variable set, or with a listener a variable added,
+// names the variable instead of a line: its *Error has File "env NAME" and
+// Line 0, as in "env AVOCET_MQTT_MAX_INFLIGHT: mqtt.max_inflight: must be
+// between 1 and 65535, got 0". An unknown variable and a value that does
+// not read as its key's type are reported with the file's unknown keys and
+// badly typed values, after them.
+func ParseEnv(data []byte, name string, environ []string) (*Config, error) {
 	var raw map[string]any
 	if _, err := toml.Decode(string(data), &raw); err != nil {
 		var pe toml.ParseError
@@ -79,21 +109,50 @@ func Parse(data []byte, name string) (*Config, error) {
 		}
 		return nil, &Error{File: name, Msg: err.Error()}
 	}
-	c := Default()
+	c := defaults()
 	d := &decoder{}
 	d.decode("", raw, reflect.ValueOf(c).Elem())
-	errs := d.errs
+	src := &source{name: name, data: data}
+	return src.finish(c, d.errs, environ)
+}
+
+// FromEnv returns the defaults with the environment's overrides, for a
+// broker started without a file; see ParseEnv. Errors about keys no
+// variable set have neither File nor Line.
+func FromEnv(environ []string) (*Config, error) {
+	return (&source{}).finish(defaults(), nil, environ)
+}
+
+// source is where a configuration's keys came from: the file, if any, and
+// the environment.
+type source struct {
+	name string // the file's name; empty without a file
+	data []byte
+	pos  positions // the file's key lines, scanned on the first error
+	env  envSetter
+}
+
+// finish applies environ to c, decoded from the source's file with
+// decodeErrs, fills in the derived defaults and validates the result.
+func (s *source) finish(c *Config, decodeErrs []*Error, environ []string) (*Config, error) {
+	for _, e := range decodeErrs {
+		s.inFile(e)
+	}
+	s.env.apply(c, environ)
+	errs := append(decodeErrs, s.env.errs...)
 	if len(errs) == 0 {
 		c.fill()
 		errs = c.problems()
+		for _, e := range errs {
+			if name, ok := s.env.variable(e.Key); ok {
+				e.File = envFile(name)
+			} else {
+				s.inFile(e)
+			}
+		}
 	}
 	if len(errs) == 0 {
 		return c, nil
-	}
-	pos := locate(string(data))
-	for _, e := range errs {
-		e.File = name
-		e.Line = pos.line(e.Key)
 	}
 	slices.SortStableFunc(errs, func(a, b *Error) int {
 		if (a.Line == 0) != (b.Line == 0) {
@@ -105,6 +164,18 @@ func Parse(data []byte, name string) (*Config, error) {
 		return cmp.Compare(a.Line, b.Line)
 	})
 	return nil, joinErrors(errs)
+}
+
+// inFile places an error in the source's file, if there is one.
+func (s *source) inFile(e *Error) {
+	if s.name == "" {
+		return
+	}
+	if s.pos == nil {
+		s.pos = locate(string(s.data))
+	}
+	e.File = s.name
+	e.Line = s.pos.line(e.Key)
 }
 
 // syntaxLine is the line of a syntax error. The library counts a newline
@@ -256,10 +327,16 @@ func tomlFields(t reflect.Type) map[string]int {
 
 // suggest names the known key closest to an unknown one, if any is close.
 func suggest(unknown string, fields map[string]int) string {
+	return closest(unknown, maps.Keys(fields), "keys")
+}
+
+// closest names the known name closest to an unknown one, if any is close;
+// what is the plural the hint uses for names that differ only in case.
+func closest(unknown string, known iter.Seq[string], what string) string {
 	best, bestDist := "", min(3, (len(unknown)+1)/2)
-	for k := range fields {
+	for k := range known {
 		if strings.EqualFold(k, unknown) {
-			return fmt.Sprintf(" (keys are case-sensitive: did you mean %q?)", k)
+			return fmt.Sprintf(" (%s are case-sensitive: did you mean %q?)", what, k)
 		}
 		if dist := editDistance(k, unknown); dist < bestDist || dist == bestDist && best != "" && k < best {
 			best, bestDist = k, dist

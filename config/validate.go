@@ -18,6 +18,12 @@ import (
 // an errors.Join of *Error values, one per broken rule, in schema order.
 // The errors carry the key path but no file or line; Load and Parse add them.
 //
+// A key of a feature this version lacks (see the package documentation) is
+// an error, "not available in this version of avocet", when its value is not
+// the default, and every [[bridge]] entry is one. Such errors are reported
+// alone: the other rules are checked once no such key is set, since a rule
+// about a feature that is not there would only add noise.
+//
 // Validate checks values, not the world: it does not open the files the
 // configuration names, nor bind its addresses. It does not fill derived
 // defaults either (an empty listener name, say) but checks the values they
@@ -91,6 +97,9 @@ func (ck *checker) hostPort(key, addr string, needHost bool) (host string, port 
 }
 
 func (c *Config) problems() []*Error {
+	if errs := c.unavailableProblems(); len(errs) > 0 {
+		return errs
+	}
 	ck := &checker{}
 	ck.notEmpty("node.name", c.Node.Name)
 

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"io"
+	"reflect"
 	"slices"
 
 	"github.com/BurntSushi/toml"
@@ -11,11 +12,15 @@ import (
 // Masked replaces every secret that is set when Write prints a configuration.
 const Masked = "********"
 
-// Write prints the configuration as TOML, every key included, for
+// Write prints the configuration as TOML, every available key included, for
 // `avocet --print-config`. Secrets that are set (the admin token, the
 // cluster secret, bridge passwords) are printed as Masked: the output is
 // meant to be read and shared, so it deliberately does not round-trip until
-// the real secrets are put back. Everything else parses back to c.
+// the real secrets are put back.
+//
+// The tables and keys of features this version lacks are left out, so that
+// the output shows no key that does nothing; Parse gives them their
+// defaults. Everything else parses back to c, when c is valid.
 func (c *Config) Write(w io.Writer) error {
 	out := c.clone()
 	mask(&out.Admin.Token)
@@ -23,12 +28,14 @@ func (c *Config) Write(w io.Writer) error {
 	for i := range out.Bridges {
 		mask(&out.Bridges[i].Password)
 	}
+	v := reflect.ValueOf(out).Elem()
+	shown := availableValue(v, availableType("", v.Type()))
 	if _, err := fmt.Fprintf(w, "# Avocet configuration in effect. Secrets that are set read %q.\n\n", Masked); err != nil {
 		return err
 	}
 	enc := toml.NewEncoder(w)
 	enc.Indent = ""
-	return enc.Encode(out)
+	return enc.Encode(shown.Interface())
 }
 
 func mask(s *string) {

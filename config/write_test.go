@@ -22,6 +22,7 @@ func TestWriteDefaultRoundTrips(t *testing.T) {
 }
 
 func TestWriteMasksSecrets(t *testing.T) {
+	allFeatures(t)
 	c := fullConfig()
 	secrets := map[string]string{
 		"token":    c.Admin.Token,

@@ -1,0 +1,173 @@
+package config
+
+import (
+	"bytes"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// TestUnavailableNamesSchema checks that every entry of unavailable is a
+// key, a table or an array of tables of the schema.
+func TestUnavailableNamesSchema(t *testing.T) {
+	var keys []string
+	schemaKeys("", reflect.TypeFor[Config](), &keys)
+	for path := range unavailable {
+		found := false
+		for _, key := range keys {
+			if key == path || strings.HasPrefix(key, path+".") {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("unavailable lists %q, which the schema lacks", path)
+		}
+	}
+}
+
+// TestUnavailable has a row per way to set a key of a missing feature: the
+// errors, with the line or the variable.
+func TestUnavailable(t *testing.T) {
+	const na = "not available in this version of avocet"
+	tests := []struct {
+		name string
+		doc  string
+		env  []string
+		want []string
+	}{
+		{"password_file", "[auth]\npassword_file = \"/etc/avocet/passwd\"", nil, []string{"avocet.toml:2: auth.password_file: " + na}},
+		{"acl_file", "[auth]\nallow_anonymous = false\nacl_file = \"acl\"", nil, []string{"avocet.toml:3: auth.acl_file: " + na}},
+		{"admin address", "[admin]\naddress = \"0.0.0.0:9999\"", nil, []string{"avocet.toml:2: admin.address: " + na}},
+		{"admin disabled", "[admin]\naddress = \"\"", nil, []string{"avocet.toml:2: admin.address: " + na}},
+		{"admin inline", "admin = { token = \"hunter2-token\" }", nil, []string{"avocet.toml:1: admin.token: " + na}},
+		{"bridge", bridge, nil, []string{"avocet.toml:1: bridge[0]: " + na}},
+		{"two bridges", bridge + strings.Replace(bridge, `"b"`, `"c"`, 1), nil, []string{
+			"avocet.toml:1: bridge[0]: " + na,
+			"avocet.toml:6: bridge[1]: " + na,
+		}},
+		{"invalid bridge", "[[bridge]]\nname = \"\"", nil, []string{"avocet.toml:1: bridge[0]: " + na}},
+		{"cluster", "[cluster]\nenabled = true\nseeds = [\"a:1\"]", nil, []string{
+			"avocet.toml:2: cluster.enabled: " + na,
+			"avocet.toml:3: cluster.seeds: " + na,
+		}},
+		{"proxy_protocol in a second listener", "[[listener]]\naddress = \":1\"\n[[listener]]\naddress = \":2\"\nproxy_protocol = true", nil,
+			[]string{"avocet.toml:5: listener[1].proxy_protocol: " + na}},
+		{"use_identity_as_username", "[[listener]]\nkind = \"tls\"\naddress = \":8883\"\ncert_file = \"c\"\nkey_file = \"k\"\nuse_identity_as_username = true", nil,
+			[]string{"avocet.toml:6: listener[0].use_identity_as_username: " + na}},
+		{"reported alone", "[mqtt]\nmax_inflight = 0\n[cluster]\nsecret = \"short\"", nil, []string{"avocet.toml:4: cluster.secret: " + na}},
+
+		{"env admin", "", []string{"AVOCET_ADMIN_ADDRESS=0.0.0.0:9999"}, []string{"env AVOCET_ADMIN_ADDRESS: admin.address: " + na}},
+		{"env cluster", "", []string{"AVOCET_CLUSTER_ENABLED=true", "AVOCET_CLUSTER_SEEDS=a:7946,b:7946"}, []string{
+			"env AVOCET_CLUSTER_ENABLED: cluster.enabled: " + na,
+			"env AVOCET_CLUSTER_SEEDS: cluster.seeds: " + na,
+		}},
+		{"env secret", "", []string{"AVOCET_CLUSTER_SECRET=hunter2-secret"}, []string{"env AVOCET_CLUSTER_SECRET: cluster.secret: " + na}},
+		{"env acl_file", "", []string{"AVOCET_AUTH_ACL_FILE=/etc/acl"}, []string{"env AVOCET_AUTH_ACL_FILE: auth.acl_file: " + na}},
+		{"env proxy_protocol", "[[listener]]\naddress = \":1\"\n[[listener]]\naddress = \":2\"",
+			[]string{"AVOCET_LISTENERS_TCP_PROXY_PROTOCOL=true"}, []string{
+				"env AVOCET_LISTENERS_TCP_PROXY_PROTOCOL: listener[0].proxy_protocol: " + na,
+				"env AVOCET_LISTENERS_TCP_PROXY_PROTOCOL: listener[1].proxy_protocol: " + na,
+			}},
+		{"file and env", "[auth]\npassword_file = \"p\"", []string{"AVOCET_LISTENERS_WS_USE_IDENTITY_AS_USERNAME=true"}, []string{
+			"avocet.toml:2: auth.password_file: " + na,
+			"env AVOCET_LISTENERS_WS_USE_IDENTITY_AS_USERNAME: listener[1].use_identity_as_username: " + na,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseEnv([]byte(tt.doc), "avocet.toml", tt.env)
+			got := errorStrings(t, err)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("errors =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+			if strings.Contains(strings.Join(got, "\n"), "hunter2") {
+				t.Errorf("an error shows a secret: %q", got)
+			}
+		})
+	}
+}
+
+// TestUnavailableDefaults holds files and variables that give keys of
+// missing features their defaults, which is no error.
+func TestUnavailableDefaults(t *testing.T) {
+	for _, doc := range []string{
+		"[admin]\naddress = \"127.0.0.1:8888\"\ntoken = \"\"",
+		"[auth]\npassword_file = \"\"\nacl_file = \"\"",
+		"bridge = []",
+		"[cluster]\nenabled = false\nseeds = []\ndead_node_grace = \"30s\"",
+		"[[listener]]\naddress = \":1\"\nproxy_protocol = false\nuse_identity_as_username = false",
+	} {
+		if _, err := Parse([]byte(doc), "avocet.toml"); err != nil {
+			t.Errorf("Parse = %v\n%s", err, doc)
+		}
+	}
+	if _, err := FromEnv([]string{"AVOCET_CLUSTER_SEEDS=", "AVOCET_AUTH_PASSWORD_FILE=", "AVOCET_LISTENERS_TCP_PROXY_PROTOCOL=false"}); err != nil {
+		t.Errorf("FromEnv = %v", err)
+	}
+}
+
+func TestValidateUnavailable(t *testing.T) {
+	c := Default()
+	c.Cluster.Enabled = true
+	c.MQTT.MaxInflight = 0
+	if err := c.Validate(); err == nil || err.Error() != "cluster.enabled: not available in this version of avocet" {
+		t.Errorf("Validate = %v", err)
+	}
+	allFeatures(t)
+	if err := c.Validate(); err == nil || err.Error() != "mqtt.max_inflight: must be between 1 and 65535, got 0" {
+		t.Errorf("Validate with every feature = %v", err)
+	}
+}
+
+// TestWriteLeavesOutUnavailable checks that printed configurations show no
+// key of a missing feature, even one that is set, and parse back.
+func TestWriteLeavesOutUnavailable(t *testing.T) {
+	c := fullConfig()
+	var buf bytes.Buffer
+	if err := c.Write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for key := range locate(out) {
+		if isUnavailable(stripIndexes(key)) {
+			t.Errorf("output shows %s:\n%s", key, out)
+		}
+	}
+	for _, s := range []string{"[admin]", "[cluster]", "[[bridge]]", "password_file", "acl_file", "proxy_protocol", "use_identity_as_username", `= "` + Masked} {
+		if strings.Contains(out, s) {
+			t.Errorf("output holds %q:\n%s", s, out)
+		}
+	}
+	if !strings.Contains(out, "[auth]\nallow_anonymous = false\n") || !strings.Contains(out, "max_connections = 5000") {
+		t.Errorf("output lacks available keys:\n%s", out)
+	}
+
+	want := fullConfig()
+	want.Auth.PasswordFile, want.Auth.ACLFile = "", ""
+	want.Admin = Default().Admin
+	want.Bridges = nil
+	want.Cluster = Default().Cluster
+	for i := range want.Listeners {
+		want.Listeners[i].ProxyProtocol = false
+		want.Listeners[i].UseIdentityAsUsername = false
+	}
+	if back := mustParse(t, out); !reflect.DeepEqual(back, want) {
+		t.Errorf("output parses to\n%+v\nwant\n%+v", back, want)
+	}
+	if !reflect.DeepEqual(c, fullConfig()) {
+		t.Error("Write changed the configuration it printed")
+	}
+
+	// Without the gate every key is printed.
+	allFeatures(t)
+	buf.Reset()
+	if err := c.Write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"[admin]", "[cluster]", "[[bridge]]", "password_file", "acl_file", "proxy_protocol", "use_identity_as_username"} {
+		if !strings.Contains(buf.String(), s) {
+			t.Errorf("output with every feature lacks %q", s)
+		}
+	}
+}
