@@ -23,6 +23,7 @@ import (
 	"github.com/avocet-mqtt/avocet/listener"
 	"github.com/avocet-mqtt/avocet/retain"
 	"github.com/avocet-mqtt/avocet/session"
+	"github.com/avocet-mqtt/avocet/store"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -51,13 +52,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "avocet %s\n", version)
 		return 0
 	}
-	cfg := config.Default()
+	var cfg *config.Config
+	var err error
 	if *configFile != "" {
-		var err error
-		if cfg, err = config.Load(*configFile); err != nil {
-			fmt.Fprintf(stderr, "avocet: %v\n", err)
-			return 1
-		}
+		cfg, err = config.LoadEnv(*configFile, os.Environ())
+	} else {
+		cfg, err = config.FromEnv(os.Environ())
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "avocet: %v\n", err)
+		return 1
 	}
 	if *printConfig {
 		if err := cfg.Write(stdout); err != nil {
@@ -86,16 +90,34 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 
 // serve runs the broker until ctx is done.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.Writer) error {
-	ret, err := retain.New(nil, retain.Options{MaxMessages: cfg.MQTT.MaxRetainedMessages, MaxBytes: int64(cfg.MQTT.MaxRetainedBytes)})
-	if err != nil {
-		return fmt.Errorf("retained messages: %w", err)
-	}
-	opts := brokerOptions(cfg, log)
-	opts.Retained = ret
-	b, err := broker.New(opts)
+	fsync, err := store.ParseFsync(string(cfg.Store.Fsync))
 	if err != nil {
 		return err
 	}
+	started := time.Now()
+	db, err := store.Open(store.Options{Dir: cfg.Store.Dir, Fsync: fsync, ShrinkPercentage: cfg.Store.ShrinkPercentage,
+		ShrinkMinSize: int64(cfg.Store.ShrinkMinSize), Logger: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := db.Close(); err != nil {
+			log.Error("store close failed", "path", db.Path(), "err", err)
+		}
+	}()
+	ret, err := retain.New(db.Retained(), retain.Options{MaxMessages: cfg.MQTT.MaxRetainedMessages, MaxBytes: int64(cfg.MQTT.MaxRetainedBytes)})
+	if err != nil {
+		return fmt.Errorf("retained messages in %s: %w", db.Path(), err)
+	}
+	opts := brokerOptions(cfg, log)
+	opts.Retained = ret
+	opts.SessionStore = db
+	b, err := broker.New(opts)
+	if err != nil {
+		return fmt.Errorf("%s: %w", db.Path(), err)
+	}
+	log.Info("store opened", "path", db.Path(), "fsync", fsync.String(), "retained", ret.Len(),
+		"took", time.Since(started).Round(time.Millisecond))
 	var lns []listener.Listener
 	closeAll := func() {
 		for _, l := range lns {
@@ -106,12 +128,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		tc, err := serverTLS(lc)
 		if err != nil {
 			closeAll()
+			_ = b.Close(context.Background())
 			return err
 		}
 		l, err := listener.Listen(listener.Config{Name: lc.Name, Kind: string(lc.Kind), Address: lc.Address,
 			Path: lc.Path, TLS: tc, MaxConnections: lc.MaxConnections})
 		if err != nil {
 			closeAll()
+			_ = b.Close(context.Background())
 			return err
 		}
 		lns = append(lns, l)

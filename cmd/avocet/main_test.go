@@ -67,6 +67,11 @@ address = "127.0.0.1:0"
 sys_interval = "0s"
 `
 
+// withStore gives a test config its own data directory.
+func withStore(cfg, dir string) string {
+	return cfg + "\n[store]\ndir = \"" + dir + "\"\n"
+}
+
 // startAvocet starts the command with a config file on loopback ports and returns
 // the process with the address of each listener kind it printed.
 func startAvocet(t *testing.T, cfg string) (*exec.Cmd, map[string]string) {
@@ -142,7 +147,7 @@ func (c *mqttClient) read() mqtt.Packet {
 }
 
 func TestBrokerOverTCPAndWebSocketAndSIGTERM(t *testing.T) {
-	cmd, addrs := startAvocet(t, testConfig)
+	cmd, addrs := startAvocet(t, withStore(testConfig, t.TempDir()))
 
 	tcp, err := net.Dial("tcp", addrs["tcp"])
 	if err != nil {
@@ -232,5 +237,21 @@ func TestVersionFlag(t *testing.T) {
 func TestBadFlag(t *testing.T) {
 	if code := run([]string{"--no-such-flag"}, io.Discard, io.Discard); code != 2 {
 		t.Fatalf("exit code %d, want 2", code)
+	}
+}
+
+func TestEnvironmentOverrides(t *testing.T) {
+	t.Setenv("AVOCET_MQTT_MAX_INFLIGHT", "7")
+	var out strings.Builder
+	if code := run([]string{"--print-config"}, &out, io.Discard); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if !strings.Contains(out.String(), "max_inflight = 7") {
+		t.Fatalf("override not applied:\n%s", out.String())
+	}
+	t.Setenv("AVOCET_MQTT_MAX_INFLIGT", "7")
+	var stderr strings.Builder
+	if code := run([]string{"--print-config"}, io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), "AVOCET_MQTT_MAX_INFLIGT") {
+		t.Fatalf("unknown variable: exit %d, %q", code, stderr.String())
 	}
 }
