@@ -24,10 +24,11 @@ build:
 run:
 	$(GO) run ./cmd/avocet
 
-## test: go vet, then every test with the race detector (tests needing outside programs skip)
+## test: go vet, every test with the race detector (tests needing outside programs skip), then the allocation tests without it
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 $(PKGS)
+	$(GO) test -count=1 -run 'Allocate' $(PKGS)
 
 ## bench: run every benchmark with allocation counts
 bench:
