@@ -121,6 +121,19 @@ type process struct {
 	err    error         // what Wait returned; read after done is closed
 }
 
+// childEnv is the test's environment without its AVOCET_ variables: avocet takes
+// every AVOCET_ variable for a configuration override and refuses unknown ones,
+// such as AVOCET_E2E.
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AVOCET_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
 // startProcess starts name with args in dir (the current directory if empty)
 // and kills its process group when t ends.
 func startProcess(t *testing.T, dir, name string, args ...string) *process {
@@ -128,6 +141,7 @@ func startProcess(t *testing.T, dir, name string, args ...string) *process {
 	p := &process{done: make(chan struct{})}
 	p.cmd = exec.Command(name, args...)
 	p.cmd.Dir = dir
+	p.cmd.Env = childEnv()
 	p.cmd.Stdout = &p.stdout
 	p.cmd.Stderr = &p.stderr
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
