@@ -21,6 +21,7 @@ type clientSession struct {
 
 	// Guarded by Broker.mu.
 	gen         uint64        // incremented on every connection, so that stale timers do nothing
+	username    string        // of the last connection, for the will's authorization
 	will        *mqtt.Message // armed will message; nil when none
 	willDelay   uint32        // seconds
 	willTimer   *time.Timer
@@ -276,6 +277,7 @@ func (b *Broker) attach(c *conn, cleanStart bool, expiry uint32, will *mqtt.Mess
 			cs.will = nil
 		}
 		cs.will, cs.willDelay = will, willDelay
+		cs.username = c.username
 		cs.s.SetExpiry(expiry)
 		cs.s.SaveMeta(time.Time{})
 		c.cs = cs
@@ -381,7 +383,7 @@ func (b *Broker) publishWillLocked(cs *clientSession) {
 	if m == nil || b.closing {
 		return
 	}
-	if az := b.opts.Authorizer; az != nil && !az.CanPublish(cs.id, "", m.Topic) {
+	if az := b.opts.Authorizer; az != nil && !az.CanPublish(cs.id, cs.username, m.Topic) {
 		return
 	}
 	b.wg.Add(1)

@@ -17,13 +17,10 @@ import (
 // ready for the feature: when it lands, its entries leave this list and its
 // keys go back into avocet.example.toml, and nothing else changes here.
 var unavailable = map[string]bool{
-	"auth.password_file":                true, // username and password checks
-	"auth.acl_file":                     true, // topic access control
-	"admin":                             true, // the HTTP API, /metrics and the status page
-	"bridge":                            true, // bridges to other brokers
-	"cluster":                           true, // clustering
-	"listener.proxy_protocol":           true, // PROXY protocol headers from load balancers
-	"listener.use_identity_as_username": true, // usernames from client certificates
+	"admin":                   true, // the HTTP API, /metrics and the status page
+	"bridge":                  true, // bridges to other brokers
+	"cluster":                 true, // clustering
+	"listener.proxy_protocol": true, // PROXY protocol headers from load balancers
 }
 
 // msgUnavailable is the message of a key that unavailable lists.

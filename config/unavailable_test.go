@@ -36,8 +36,6 @@ func TestUnavailable(t *testing.T) {
 		env  []string
 		want []string
 	}{
-		{"password_file", "[auth]\npassword_file = \"/etc/avocet/passwd\"", nil, []string{"avocet.toml:2: auth.password_file: " + na}},
-		{"acl_file", "[auth]\nallow_anonymous = false\nacl_file = \"acl\"", nil, []string{"avocet.toml:3: auth.acl_file: " + na}},
 		{"admin address", "[admin]\naddress = \"0.0.0.0:9999\"", nil, []string{"avocet.toml:2: admin.address: " + na}},
 		{"admin disabled", "[admin]\naddress = \"\"", nil, []string{"avocet.toml:2: admin.address: " + na}},
 		{"admin inline", "admin = { token = \"hunter2-token\" }", nil, []string{"avocet.toml:1: admin.token: " + na}},
@@ -53,8 +51,6 @@ func TestUnavailable(t *testing.T) {
 		}},
 		{"proxy_protocol in a second listener", "[[listener]]\naddress = \":1\"\n[[listener]]\naddress = \":2\"\nproxy_protocol = true", nil,
 			[]string{"avocet.toml:5: listener[1].proxy_protocol: " + na}},
-		{"use_identity_as_username", "[[listener]]\nkind = \"tls\"\naddress = \":8883\"\ncert_file = \"c\"\nkey_file = \"k\"\nuse_identity_as_username = true", nil,
-			[]string{"avocet.toml:6: listener[0].use_identity_as_username: " + na}},
 		{"reported alone", "[mqtt]\nmax_inflight = 0\n[cluster]\nsecret = \"short\"", nil, []string{"avocet.toml:4: cluster.secret: " + na}},
 
 		{"env admin", "", []string{"AVOCET_ADMIN_ADDRESS=0.0.0.0:9999"}, []string{"env AVOCET_ADMIN_ADDRESS: admin.address: " + na}},
@@ -63,15 +59,14 @@ func TestUnavailable(t *testing.T) {
 			"env AVOCET_CLUSTER_SEEDS: cluster.seeds: " + na,
 		}},
 		{"env secret", "", []string{"AVOCET_CLUSTER_SECRET=hunter2-secret"}, []string{"env AVOCET_CLUSTER_SECRET: cluster.secret: " + na}},
-		{"env acl_file", "", []string{"AVOCET_AUTH_ACL_FILE=/etc/acl"}, []string{"env AVOCET_AUTH_ACL_FILE: auth.acl_file: " + na}},
 		{"env proxy_protocol", "[[listener]]\naddress = \":1\"\n[[listener]]\naddress = \":2\"",
 			[]string{"AVOCET_LISTENERS_TCP_PROXY_PROTOCOL=true"}, []string{
 				"env AVOCET_LISTENERS_TCP_PROXY_PROTOCOL: listener[0].proxy_protocol: " + na,
 				"env AVOCET_LISTENERS_TCP_PROXY_PROTOCOL: listener[1].proxy_protocol: " + na,
 			}},
-		{"file and env", "[auth]\npassword_file = \"p\"", []string{"AVOCET_LISTENERS_WS_USE_IDENTITY_AS_USERNAME=true"}, []string{
-			"avocet.toml:2: auth.password_file: " + na,
-			"env AVOCET_LISTENERS_WS_USE_IDENTITY_AS_USERNAME: listener[1].use_identity_as_username: " + na,
+		{"file and env", "[admin]\ntoken = \"p\"", []string{"AVOCET_LISTENERS_WS_PROXY_PROTOCOL=true"}, []string{
+			"avocet.toml:2: admin.token: " + na,
+			"env AVOCET_LISTENERS_WS_PROXY_PROTOCOL: listener[1].proxy_protocol: " + na,
 		}},
 	}
 	for _, tt := range tests {
@@ -134,7 +129,7 @@ func TestWriteLeavesOutUnavailable(t *testing.T) {
 			t.Errorf("output shows %s:\n%s", key, out)
 		}
 	}
-	for _, s := range []string{"[admin]", "[cluster]", "[[bridge]]", "password_file", "acl_file", "proxy_protocol", "use_identity_as_username", `= "` + Masked} {
+	for _, s := range []string{"[admin]", "[cluster]", "[[bridge]]", "proxy_protocol", `= "` + Masked} {
 		if strings.Contains(out, s) {
 			t.Errorf("output holds %q:\n%s", s, out)
 		}
@@ -144,13 +139,11 @@ func TestWriteLeavesOutUnavailable(t *testing.T) {
 	}
 
 	want := fullConfig()
-	want.Auth.PasswordFile, want.Auth.ACLFile = "", ""
 	want.Admin = Default().Admin
 	want.Bridges = nil
 	want.Cluster = Default().Cluster
 	for i := range want.Listeners {
 		want.Listeners[i].ProxyProtocol = false
-		want.Listeners[i].UseIdentityAsUsername = false
 	}
 	if back := mustParse(t, out); !reflect.DeepEqual(back, want) {
 		t.Errorf("output parses to\n%+v\nwant\n%+v", back, want)
@@ -165,7 +158,7 @@ func TestWriteLeavesOutUnavailable(t *testing.T) {
 	if err := c.Write(&buf); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"[admin]", "[cluster]", "[[bridge]]", "password_file", "acl_file", "proxy_protocol", "use_identity_as_username"} {
+	for _, s := range []string{"[admin]", "[cluster]", "[[bridge]]", "proxy_protocol"} {
 		if !strings.Contains(buf.String(), s) {
 			t.Errorf("output with every feature lacks %q", s)
 		}

@@ -36,10 +36,14 @@ func main() {
 // run parses args, starts the broker and its listeners and blocks until SIGINT or
 // SIGTERM. It returns the process exit code.
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "passwd" {
+		return runPasswd(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("avocet", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: avocet [--config FILE] [--print-config] [--version]\n\n")
+		fmt.Fprintf(stderr, "Usage: avocet [--config FILE] [--print-config] [--version]\n")
+		fmt.Fprintf(stderr, "       avocet passwd add|delete|list FILE [USER]\n\n")
 		fs.PrintDefaults()
 	}
 	configFile := fs.String("config", "", "TOML configuration `file`; without it every setting takes its default")
@@ -109,9 +113,17 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	if err != nil {
 		return fmt.Errorf("retained messages in %s: %w", db.Path(), err)
 	}
+	authn, acl, reloadAuth, err := loadAuth(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
 	opts := brokerOptions(cfg, log)
 	opts.Retained = ret
 	opts.SessionStore = db
+	opts.Authenticator = authn
+	if acl != nil {
+		opts.Authorizer = acl
+	}
 	b, err := broker.New(opts)
 	if err != nil {
 		return fmt.Errorf("%s: %w", db.Path(), err)
@@ -153,7 +165,17 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 			}
 		}()
 	}
-	<-ctx.Done()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for done := false; !done; {
+		select {
+		case <-hup:
+			reloadAuth()
+		case <-ctx.Done():
+			done = true
+		}
+	}
 	log.Info("shutting down")
 	closeAll()
 	wg.Wait()
