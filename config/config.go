@@ -21,6 +21,7 @@ type Config struct {
 	Admin     Admin      `toml:"admin"`
 	MQTT      MQTT       `toml:"mqtt"`
 	Bridges   []Bridge   `toml:"bridge"`
+	Webhooks  []Webhook  `toml:"webhook"`
 	Cluster   Cluster    `toml:"cluster"`
 }
 
@@ -69,7 +70,16 @@ type Listener struct {
 	RequireClientCert     bool   `toml:"require_client_cert"`
 	UseIdentityAsUsername bool   `toml:"use_identity_as_username"`
 
+	// MinTLSVersion is the oldest TLS version a tls or wss listener accepts: "1.2"
+	// or "1.3"; empty means "1.2".
+	MinTLSVersion string `toml:"min_tls_version"`
+	// CipherSuites restricts the TLS 1.2 cipher suites, by their Go names
+	// (crypto/tls.CipherSuites); empty keeps Go's secure defaults. TLS 1.3
+	// suites are not configurable.
+	CipherSuites []string `toml:"cipher_suites"`
+
 	MaxConnections int  `toml:"max_connections"` // 0 = unlimited
+	ConnectionRate int  `toml:"connection_rate"` // new connections per second; 0 = unlimited
 	ProxyProtocol  bool `toml:"proxy_protocol"`  // expect a PROXY protocol v1/v2 header first
 }
 
@@ -120,6 +130,27 @@ type MQTT struct {
 	MaxRetainedBytes           ByteSize      `toml:"max_retained_bytes"`    // payload bytes; 0 = unlimited
 	SysInterval                Duration      `toml:"sys_interval"`          // 0 disables $SYS
 	AllowEmptyClientID         bool          `toml:"allow_empty_client_id"`
+	// MaxPublishRate and MaxPublishBytesRate limit what one client may publish per
+	// second; a client over the limit is slowed (its reads pause), then
+	// disconnected (5.0: reason 0x96). 0 = unlimited.
+	MaxPublishRate      int      `toml:"max_publish_rate"`
+	MaxPublishBytesRate ByteSize `toml:"max_publish_bytes_rate"`
+	// MaxOutboundBytes caps the payload bytes held in all outbound queues
+	// together; beyond it, queue_drop applies as if the queue were full. 0 = unlimited.
+	MaxOutboundBytes ByteSize `toml:"max_outbound_bytes"`
+}
+
+// Webhook is one [[webhook]] entry: an HTTP(S) endpoint called on a hook.
+type Webhook struct {
+	// Hook is one of auth_on_register, auth_on_subscribe, auth_on_publish,
+	// on_register, on_subscribe, on_unsubscribe, on_deliver, on_client_offline,
+	// on_client_gone, on_session_expired.
+	Hook    string   `toml:"hook"`
+	URL     string   `toml:"url"`     // http:// or https://
+	Timeout Duration `toml:"timeout"` // per call
+	// OnError is what an auth_* hook decides when the endpoint fails or times
+	// out: "deny" or "allow". Other hooks only log failures.
+	OnError string `toml:"on_error"`
 }
 
 // Bridge is one [[bridge]] entry: a connection to another broker.
@@ -326,6 +357,7 @@ func defaults() *Config {
 			SharedSubscriptionStrategy: ShareRoundRobin,
 			SysInterval:                Duration(10 * time.Second),
 			AllowEmptyClientID:         true,
+			MaxOutboundBytes:           GiB,
 		},
 		Cluster: Cluster{
 			GossipAddress:    "127.0.0.1:7946",
@@ -354,6 +386,11 @@ func defaultBridge() Bridge {
 // defaultBridgeTopic is the start of every [[bridge.topic]] entry.
 func defaultBridgeTopic() BridgeTopic {
 	return BridgeTopic{Direction: DirectionOut, Retain: true}
+}
+
+// defaultWebhook is the start of every [[webhook]] entry.
+func defaultWebhook() Webhook {
+	return Webhook{Timeout: Duration(5 * time.Second), OnError: "deny"}
 }
 
 // defaultListener is the start of every [[listener]] entry. A listener

@@ -292,6 +292,7 @@ func fullConfig() *Config {
 			SharedSubscriptionStrategy: ShareSticky,
 			MaxRetainedMessages:        10000,
 			MaxRetainedBytes:           GiB,
+			MaxOutboundBytes:           GiB,
 		},
 		Bridges: []Bridge{
 			{

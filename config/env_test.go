@@ -299,14 +299,14 @@ func TestEnvPure(t *testing.T) {
 }
 
 // TestEnvNames checks the variable names against the schema: one per key of
-// each table, one per listener kind and key but kind, none for bridges.
+// each table, one per listener kind and key but kind, none for bridges and webhooks.
 func TestEnvNames(t *testing.T) {
 	var keys []string
 	schemaKeys("", reflect.TypeFor[Config](), &keys)
 	want := 0
 	for _, key := range keys {
 		switch {
-		case strings.HasPrefix(key, "bridge."):
+		case strings.HasPrefix(key, "bridge."), strings.HasPrefix(key, "webhook."):
 		case strings.HasPrefix(key, "listener."):
 			if key != "listener.kind" {
 				want += len(listenerKinds)

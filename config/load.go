@@ -223,6 +223,7 @@ type defaulter interface{ setDefaults() }
 func (l *Listener) setDefaults()    { *l = defaultListener() }
 func (b *Bridge) setDefaults()      { *b = defaultBridge() }
 func (t *BridgeTopic) setDefaults() { *t = defaultBridgeTopic() }
+func (w *Webhook) setDefaults()     { *w = defaultWebhook() }
 
 var unmarshalerType = reflect.TypeFor[toml.Unmarshaler]()
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"encoding/base64"
 	"fmt"
 	"math"
@@ -119,6 +120,7 @@ func (c *Config) problems() []*Error {
 
 	c.checkMQTT(ck)
 	c.checkBridges(ck)
+	c.checkWebhooks(ck)
 	c.checkCluster(ck)
 	return ck.errs
 }
@@ -192,6 +194,51 @@ func (c *Config) checkListeners(ck *checker) {
 			}
 		}
 		ck.atLeast(key+".max_connections", l.MaxConnections, 0)
+		ck.atLeast(key+".connection_rate", l.ConnectionRate, 0)
+		if l.Kind.Secure() {
+			if v := l.MinTLSVersion; v != "" && v != "1.2" && v != "1.3" {
+				ck.add(key+".min_tls_version", "must be \"1.2\" or \"1.3\", got %q", v)
+			}
+			for _, name := range l.CipherSuites {
+				if !knownCipherSuite(name) {
+					ck.add(key+".cipher_suites", "unknown or insecure TLS 1.2 cipher suite %q (see crypto/tls.CipherSuites)", name)
+				}
+			}
+		} else {
+			if l.MinTLSVersion != "" {
+				ck.add(key+".min_tls_version", "applies only to tls and wss listeners, not %q", string(l.Kind))
+			}
+			if len(l.CipherSuites) > 0 {
+				ck.add(key+".cipher_suites", "applies only to tls and wss listeners, not %q", string(l.Kind))
+			}
+		}
+	}
+}
+
+// knownCipherSuite reports whether name is one of Go's secure cipher suites.
+func knownCipherSuite(name string) bool {
+	for _, cs := range tls.CipherSuites() {
+		if cs.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// webhookNames are the hooks a [[webhook]] may name.
+var webhookNames = []string{"auth_on_register", "auth_on_subscribe", "auth_on_publish", "on_register",
+	"on_subscribe", "on_unsubscribe", "on_deliver", "on_client_offline", "on_client_gone", "on_session_expired"}
+
+func (c *Config) checkWebhooks(ck *checker) {
+	for i := range c.Webhooks {
+		w := &c.Webhooks[i]
+		key := indexKey("webhook", i)
+		oneOf(ck, key+".hook", w.Hook, webhookNames...)
+		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			ck.add(key+".url", "must be an http:// or https:// URL, got %q", w.URL)
+		}
+		ck.duration(key+".timeout", w.Timeout, time.Millisecond, time.Minute)
+		oneOf(ck, key+".on_error", w.OnError, "deny", "allow")
 	}
 }
 
@@ -228,6 +275,9 @@ func (c *Config) checkMQTT(ck *checker) {
 	if m.SysInterval != 0 {
 		ck.duration("mqtt.sys_interval", m.SysInterval, time.Second, 24*time.Hour)
 	}
+	ck.atLeast("mqtt.max_publish_rate", m.MaxPublishRate, 0)
+	ck.atLeast("mqtt.max_publish_bytes_rate", int(m.MaxPublishBytesRate), 0)
+	ck.atLeast("mqtt.max_outbound_bytes", int(m.MaxOutboundBytes), 0)
 }
 
 // bridgeSchemes are the address schemes a bridge dials; the TLS ones first.
