@@ -14,6 +14,7 @@ import (
 
 	"github.com/avocet-mqtt/avocet/mqtt"
 	"github.com/avocet-mqtt/avocet/retain"
+	"github.com/avocet-mqtt/avocet/session"
 )
 
 // Receiver takes the messages of a subscriber that is not a local client session:
@@ -58,6 +59,8 @@ type Broker struct {
 
 	shareMu sync.Mutex
 	shares  map[string]*shareState // per shared subscription; guarded by shareMu
+
+	budget *session.Budget // the payload bytes all sessions hold; nil: unlimited
 
 	matchPool sync.Pool // *MatchResult
 
@@ -120,6 +123,7 @@ func New(opts Options) (*Broker, error) {
 		receivers: map[string]Receiver{},
 		conns:     map[*conn]struct{}{},
 		shares:    map[string]*shareState{},
+		budget:    session.NewBudget(opts.MaxOutboundBytes),
 		ctx:       ctx,
 		cancel:    cancel,
 	}
@@ -138,6 +142,10 @@ func New(opts Options) (*Broker, error) {
 	go b.sweepLoop()
 	return b, nil
 }
+
+// OutboundBytes returns the payload bytes all sessions hold in their queues and
+// inflight windows.
+func (b *Broker) OutboundBytes() int64 { return b.budget.Used() }
 
 // Stats returns the broker's counters.
 func (b *Broker) Stats() *Stats { return &b.stats }

@@ -55,7 +55,9 @@ type conn struct {
 	problemInfo   bool   // 5.0 Request Problem Information
 	connectExpiry uint32 // session expiry interval of the CONNECT, for DISCONNECT's rule
 
-	aliasIn map[uint16]string // inbound topic aliases; reader only
+	aliasIn    map[uint16]string // inbound topic aliases; reader only
+	clientInfo *ClientInfo       // for Hooks; made by info() after CONNECT
+	limiter    *limiter          // publish rate limit; nil: none
 
 	ctrlMu sync.Mutex
 	ctrls  []ctrl // guarded by ctrlMu
@@ -269,6 +271,9 @@ func (c *conn) handle(p mqtt.Packet) error {
 func (c *conn) publish(p *mqtt.Publish) error {
 	b := c.b
 	b.stats.MessagesReceived.Add(1)
+	if err := c.throttle(len(p.Payload) + len(p.Topic)); err != nil {
+		return c.readError(err)
+	}
 	if c.version == mqtt.Version5 {
 		pp := &p.Properties
 		if pp.Has(mqtt.PropSubscriptionID) { // [MQTT-3.3.4-6]
@@ -305,8 +310,20 @@ func (c *conn) publish(p *mqtt.Publish) error {
 	case p.Properties.Has(mqtt.PropPayloadFormat) && p.Properties.PayloadFormat == 1 && !utf8.Valid(p.Payload):
 		code = mqtt.PayloadFormatInvalid // [MQTT-3.3.2-4] may be checked by the receiver
 	}
+	ackQoS := p.QoS // acknowledgements follow the QoS the client sent
+	if hk := b.opts.Hooks; hk != nil && !code.IsError() {
+		req := PublishRequest{Topic: p.Topic, QoS: p.QoS, Retain: p.Retain, Payload: p.Payload}
+		code = hk.AuthOnPublish(c.info(), &req)
+		if !code.IsError() {
+			if req.Topic != p.Topic && mqtt.ValidTopicName(req.Topic) != nil {
+				code = mqtt.TopicNameInvalid
+			}
+			p.Topic, p.Retain, p.Payload = req.Topic, req.Retain, req.Payload
+			p.QoS = min(req.QoS, p.QoS)
+		}
+	}
 	sync := false
-	if p.QoS == mqtt.ExactlyOnce {
+	if ackQoS == mqtt.ExactlyOnce {
 		first, err := c.cs.s.ReceiveQoS2(p.PacketID, time.Now(), b.opts.ReceiveMaximum)
 		if errors.Is(err, session.ErrQueueFull) { // [MQTT-3.3.4-9]
 			return c.readError(protoErr(mqtt.ReceiveMaximumExceeded, "more QoS 2 messages than the receive maximum"))
@@ -335,7 +352,7 @@ func (c *conn) publish(p *mqtt.Publish) error {
 		}
 		sync = sync || stored
 	}
-	switch p.QoS {
+	switch ackQoS {
 	case mqtt.AtLeastOnce:
 		c.sendAck(c.ack(mqtt.PUBACK, p.PacketID, code), sync)
 	case mqtt.ExactlyOnce:
@@ -405,11 +422,30 @@ func (c *conn) subscribe(p *mqtt.Subscribe) error {
 		opts   SubscriptionOptions
 	}
 	var retained []pending
+	hk := b.opts.Hooks
+	var reqs []SubscriptionRequest
+	if hk != nil {
+		reqs = make([]SubscriptionRequest, len(p.Subscriptions))
+		for i, s := range p.Subscriptions {
+			reqs[i] = SubscriptionRequest{Filter: s.Filter, QoS: s.QoS}
+		}
+		hk.AuthOnSubscribe(c.info(), reqs, ack.ReasonCodes)
+	}
+	var granted []SubscriptionRequest
 	for i, s := range p.Subscriptions {
+		if ack.ReasonCodes[i].IsError() { // refused by the hook
+			continue
+		}
+		if hk != nil {
+			s.Filter, s.QoS = reqs[i].Filter, min(reqs[i].QoS, s.QoS)
+		}
 		opts := SubscriptionOptions{QoS: s.QoS, NoLocal: s.NoLocal, RetainAsPublished: s.RetainAsPublished,
 			RetainHandling: s.RetainHandling, SubscriptionID: subID}
 		code, created := c.subscribeOne(s.Filter, opts)
 		ack.ReasonCodes[i] = code
+		if hk != nil && !code.IsError() {
+			granted = append(granted, SubscriptionRequest{Filter: s.Filter, QoS: s.QoS})
+		}
 		if code.IsError() {
 			continue
 		}
@@ -421,6 +457,9 @@ func (c *conn) subscribe(p *mqtt.Subscribe) error {
 		}
 	}
 	c.queue(ctrl{t: mqtt.SUBACK, pkt: ack})
+	if len(granted) > 0 {
+		hk.OnSubscribe(c.info(), granted)
+	}
 	for _, r := range retained {
 		b.sendRetained(c.cs, c.username, r.filter, r.opts)
 	}
@@ -475,6 +514,9 @@ func (c *conn) unsubscribe(p *mqtt.Unsubscribe) {
 		c.cs.s.DeleteSubscription(f)
 	}
 	c.queue(ctrl{t: mqtt.UNSUBACK, pkt: ack}) // [MQTT-3.10.4-4]
+	if hk := c.b.opts.Hooks; hk != nil {
+		hk.OnUnsubscribe(c.info(), p.Filters)
+	}
 }
 
 // disconnect handles the client's DISCONNECT.
@@ -633,6 +675,9 @@ func (c *conn) writePublish(w *bufio.Writer, pub *mqtt.Publish, d *session.Deliv
 		return nil
 	}
 	c.b.stats.MessagesSent.Add(1)
+	if hk := c.b.opts.Hooks; hk != nil {
+		hk.OnDeliver(c.info(), d.Msg.Topic, d.Msg.Payload)
+	}
 	_, err = w.Write(buf)
 	return err
 }

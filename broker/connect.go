@@ -177,6 +177,10 @@ func (c *conn) connect(r *mqtt.Reader) bool {
 		}
 	}
 	c.queue(ctrl{t: mqtt.CONNACK, pkt: ack})
+	c.limiter = newLimiter(&b.opts)
+	if hk := b.opts.Hooks; hk != nil {
+		hk.OnRegister(c.info())
+	}
 	b.stats.ClientsConnected.Add(1)
 	c.log.Info("client connected", "version", v.String(), "clean_start", cp.CleanStart,
 		"session_present", present, "keep_alive", keepAlive)
@@ -344,6 +348,13 @@ func (b *Broker) disconnected(c *conn, err error) {
 		b.expireLocked(cs, time.Duration(expiry)*time.Second)
 	}
 	b.mu.Unlock()
+	if hk := b.opts.Hooks; hk != nil {
+		if expiry == 0 {
+			hk.OnClientGone(c.info())
+		} else {
+			hk.OnClientOffline(c.info())
+		}
+	}
 	cs.s.DropQoS0()
 	b.redistribute(cs)
 }
@@ -360,14 +371,22 @@ func (b *Broker) expireLocked(cs *clientSession, d time.Duration) {
 				b.publishWillLocked(cs)
 			}
 			b.endSessionLocked(cs, true)
+			if hk := b.opts.Hooks; hk != nil {
+				hk.OnSessionExpired(cs.id)
+			}
 		}
 	})
+}
+
+// sessionLimits are the limits every session gets.
+func (b *Broker) sessionLimits() session.Limits {
+	return session.Limits{MaxQueued: b.opts.MaxQueued, Drop: b.opts.QueueDrop, Budget: b.budget}
 }
 
 // newSession makes the broker's record of a new session, writing to the session
 // store when there is one.
 func (b *Broker) newSession(id string) *clientSession {
-	s := session.New(id, session.Limits{MaxQueued: b.opts.MaxQueued, Drop: b.opts.QueueDrop})
+	s := session.New(id, b.sessionLimits())
 	if b.opts.SessionStore != nil {
 		s.AttachStore(b.opts.SessionStore)
 	}
@@ -408,13 +427,16 @@ func (b *Broker) endSessionLocked(cs *clientSession, expired bool) {
 	if expired {
 		b.log.Debug("session ended", "client_id", cs.id)
 	}
-	if !b.closing {
-		b.wg.Add(1)
-		go func() {
-			defer b.wg.Done()
-			b.redistribute(cs)
-		}()
+	if b.closing {
+		cs.s.Free()
+		return
 	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		b.redistribute(cs)
+		cs.s.Free()
+	}()
 }
 
 // redistribute offers the shared subscription messages a departed client did not

@@ -13,7 +13,7 @@ import (
 // down are removed.
 func (b *Broker) loadSessions() error {
 	start := time.Now()
-	limits := session.Limits{MaxQueued: b.opts.MaxQueued, Drop: b.opts.QueueDrop}
+	limits := b.sessionLimits()
 	var loaded, messages, subs, expired int
 	b.mu.Lock()
 	defer b.mu.Unlock()

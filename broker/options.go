@@ -99,11 +99,24 @@ type Options struct {
 	AllowEmptyClientID bool
 	AllowAnonymous     bool
 
+	// MaxPublishRate and MaxPublishBytesRate limit what one client publishes per
+	// second (0 = unlimited). A client over the limit is slowed: its reads pause
+	// until it is back within the limit. One that stays over it for ThrottleLimit
+	// (DefaultThrottleLimit when zero) is disconnected (5.0: reason 0x96, message
+	// rate too high).
+	MaxPublishRate      int
+	MaxPublishBytesRate int64
+	ThrottleLimit       time.Duration
+	// MaxOutboundBytes caps the payload bytes all sessions hold in their queues
+	// and inflight windows together (0 = unlimited); beyond it QueueDrop applies.
+	MaxOutboundBytes int64
+
 	// TLSState returns the TLS state of a connection handed to the broker, for
 	// the Authenticator; nil: connections are taken as plain.
 	TLSState func(net.Conn) (tls.ConnectionState, bool)
 
 	Authenticator Authenticator // nil: AllowAnonymous decides
+	Hooks         Hooks         // nil: none
 	Authorizer    Authorizer    // nil: everything is allowed but publishing to $SYS
 	Retained      *retain.Tree  // nil: an in-memory tree without limits
 	// SessionStore keeps persistent sessions across restarts; nil: in memory only.

@@ -17,17 +17,13 @@ import (
 // ready for the feature: when it lands, its entries leave this list and its
 // keys go back into avocet.example.toml, and nothing else changes here.
 var unavailable = map[string]bool{
-	"admin":                       true, // the HTTP API, /metrics and the status page
-	"bridge":                      true, // bridges to other brokers
-	"webhook":                     true, // HTTP hooks on connect, publish, subscribe and the rest
-	"mqtt.max_publish_rate":       true, // per-client publish rate limits
-	"mqtt.max_publish_bytes_rate": true,
-	"mqtt.max_outbound_bytes":     true, // the cap on all outbound queues together
-	"listener.connection_rate":    true, // per-listener connection rate limits
-	"listener.min_tls_version":    true, // TLS settings of the tls package
-	"listener.cipher_suites":      true,
-	"cluster":                     true, // clustering
-	"listener.proxy_protocol":     true, // PROXY protocol headers from load balancers
+	"admin":                    true, // the HTTP API, /metrics and the status page
+	"bridge":                   true, // bridges to other brokers
+	"webhook":                  true, // HTTP hooks on connect, publish, subscribe and the rest
+	"listener.min_tls_version": true, // TLS settings of the tls package
+	"listener.cipher_suites":   true,
+	"cluster":                  true, // clustering
+	"listener.proxy_protocol":  true, // PROXY protocol headers from load balancers
 }
 
 // msgUnavailable is the message of a key that unavailable lists.

@@ -295,6 +295,13 @@ func Load(store Store, limits Limits, now time.Time, fn func(*Loaded) error) err
 		return err
 	}
 	for _, id := range order {
+		s := sessions[id].Session
+		for i := 0; i < s.queue.len(); i++ {
+			limits.Budget.force(cost(s.queue.at(i)))
+		}
+		for i := range s.inflight {
+			limits.Budget.force(cost(&s.inflight[i].Delivery))
+		}
 		if err := fn(sessions[id]); err != nil {
 			return err
 		}

@@ -83,6 +83,8 @@ type Inflight struct {
 var (
 	// ErrQueueFull is returned by Enqueue when the queue is full under DropNewest.
 	ErrQueueFull = errors.New("session: queue full")
+	// ErrEnded is returned by Enqueue once the session has ended (Free).
+	ErrEnded = errors.New("session: ended")
 	// ErrUnknownPacketID is returned for an acknowledgement of a packet identifier
 	// that is not inflight in the expected state.
 	ErrUnknownPacketID = errors.New("session: packet identifier not inflight")
@@ -91,7 +93,10 @@ var (
 // Limits bound a session's memory.
 type Limits struct {
 	MaxQueued int        // messages waiting to be sent; 0 = unlimited
-	Drop      DropPolicy // what goes when MaxQueued is reached
+	Drop      DropPolicy // what goes when MaxQueued or Budget is reached
+	// Budget, shared by every session, bounds the payload bytes they hold
+	// together; nil is unlimited.
+	Budget *Budget
 }
 
 // Session is the state of one client's session. Its methods are safe for
@@ -110,6 +115,7 @@ type Session struct {
 	notify     chan struct{}        // signalled when something is queued
 	droppedCnt int64                // messages dropped by the queue policy; guarded by mu
 	store      Store                // nil: memory only; guarded by mu
+	freed      bool                 // the session ended; guarded by mu
 	seq        uint64               // last queue position handed out; guarded by mu
 }
 
@@ -164,19 +170,26 @@ func (s *Session) signal() {
 // session's store, so that the caller waits for a Barrier before acknowledging.
 func (s *Session) Enqueue(d Delivery) (dropped *Delivery, stored bool, err error) {
 	s.mu.Lock()
+	if s.freed {
+		s.mu.Unlock()
+		return nil, false, ErrEnded
+	}
 	persist := s.persistentLocked() && d.QoS > mqtt.AtMostOnce
-	if s.limits.MaxQueued > 0 && s.queue.len() >= s.limits.MaxQueued {
-		if s.limits.Drop == DropNewest {
+	full := s.limits.MaxQueued > 0 && s.queue.len() >= s.limits.MaxQueued
+	for full || !s.limits.Budget.take(cost(&d)) {
+		if s.limits.Drop == DropNewest || s.queue.len() == 0 {
 			s.droppedCnt++
 			s.mu.Unlock()
 			return nil, false, ErrQueueFull
 		}
 		old := s.queue.pop()
+		s.limits.Budget.give(cost(&old))
 		if persist && old.seq != 0 {
 			s.deleteDelivery(old.seq)
 		}
 		dropped = &old
 		s.droppedCnt++
+		full = false
 	}
 	s.seq++
 	d.seq = s.seq
@@ -223,13 +236,16 @@ func (s *Session) Next(window int, now time.Time, expired func(Delivery)) (d Del
 		head := s.queue.peek()
 		if head.Msg.Expired(now) { // MQTT 5.0 section 3.3.2.3.3
 			gone := s.queue.pop()
+			s.limits.Budget.give(cost(&gone))
 			if expired != nil {
 				expired(gone)
 			}
 			continue
 		}
 		if head.QoS == mqtt.AtMostOnce {
-			return s.queue.pop(), 0, true
+			d = s.queue.pop()
+			s.limits.Budget.give(cost(&d))
+			return d, 0, true
 		}
 		if len(s.inflight) >= window {
 			return Delivery{}, 0, false
@@ -306,6 +322,7 @@ func (s *Session) Pubrec(id uint16, failed bool) (Inflight, error) {
 	switch f.State {
 	case AwaitPubrec:
 		f.State = AwaitPubcomp
+		s.limits.Budget.give(cost(&f.Delivery))
 		f.Msg = nil // the PUBLISH is never sent again [MQTT-4.3.3-6]: only the identifier is kept
 		if s.persistentLocked() {
 			s.writeInflight(f)
@@ -324,6 +341,7 @@ func (s *Session) Discard(id uint16) {
 	s.mu.Lock()
 	if i := s.findInflight(id); i >= 0 {
 		f := s.removeInflight(i)
+		s.limits.Budget.give(cost(&f.Delivery))
 		if s.persistentLocked() {
 			s.deleteDelivery(f.seq)
 		}
@@ -345,6 +363,7 @@ func (s *Session) complete(id uint16, want State) (Inflight, error) {
 		return Inflight{}, ErrUnknownPacketID
 	}
 	f := s.removeInflight(i)
+	s.limits.Budget.give(cost(&f.Delivery))
 	if s.persistentLocked() {
 		s.deleteDelivery(f.seq)
 	}
@@ -394,12 +413,29 @@ func (s *Session) TakeShared() []Delivery {
 	clear(s.inflight[len(kept):])
 	s.inflight = kept
 	out = append(out, s.queue.filter(func(d *Delivery) bool { return d.Group == "" })...)
-	if s.persistentLocked() {
-		for i := range out {
+	for i := range out {
+		s.limits.Budget.give(cost(&out[i]))
+		if s.persistentLocked() {
 			s.deleteDelivery(out[i].seq)
 		}
 	}
 	return out
+}
+
+// Free gives back to the budget what the session holds, when it ends; the
+// session must not be used afterwards.
+func (s *Session) Free() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := 0; i < s.queue.len(); i++ {
+		s.limits.Budget.give(cost(s.queue.at(i)))
+	}
+	for i := range s.inflight {
+		s.limits.Budget.give(cost(&s.inflight[i].Delivery))
+	}
+	s.queue = ring{}
+	s.inflight = nil
+	s.freed = true
 }
 
 // DropQoS0 removes QoS 0 messages from the queue, which are not kept for an
@@ -407,7 +443,11 @@ func (s *Session) TakeShared() []Delivery {
 func (s *Session) DropQoS0() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.queue.filter(func(d *Delivery) bool { return d.QoS != mqtt.AtMostOnce }))
+	gone := s.queue.filter(func(d *Delivery) bool { return d.QoS != mqtt.AtMostOnce })
+	for i := range gone {
+		s.limits.Budget.give(cost(&gone[i]))
+	}
+	return len(gone)
 }
 
 // ReceiveQoS2 records that a QoS 2 PUBLISH with packet identifier id arrived at

@@ -5,9 +5,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -39,11 +36,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "passwd" {
 		return runPasswd(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "cert" {
+		return runCert(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("avocet", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: avocet [--config FILE] [--print-config] [--version]\n")
-		fmt.Fprintf(stderr, "       avocet passwd add|delete|list FILE [USER]\n\n")
+		fmt.Fprintf(stderr, "       avocet passwd add|delete|list FILE [USER]\n")
+		fmt.Fprintf(stderr, "       avocet cert [--dir DIR] [--days N] [--host h1,h2] [--client NAME ...]\n\n")
 		fs.PrintDefaults()
 	}
 	configFile := fs.String("config", "", "TOML configuration `file`; without it every setting takes its default")
@@ -136,8 +137,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 			_ = l.Close()
 		}
 	}
+	certs := newListenerCerts(ctx, log)
+	defer certs.close()
 	for _, lc := range cfg.Listeners {
-		tc, err := serverTLS(lc)
+		tc, err := certs.serverTLS(lc)
 		if err != nil {
 			closeAll()
 			_ = b.Close(context.Background())
@@ -153,6 +156,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		lns = append(lns, l)
 	}
 	fmt.Fprintf(stdout, "avocet %s\n", version)
+	rates := map[string]int{}
+	for _, lc := range cfg.Listeners {
+		rates[lc.Name] = lc.ConnectionRate
+	}
 	var wg sync.WaitGroup
 	for _, l := range lns {
 		fmt.Fprintf(stdout, "listening %s %s\n", l.Config().Kind, l.Addr())
@@ -160,7 +167,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := b.Serve(l, l.Config().Name); err != nil {
+			if err := b.Serve(limitAccepts(l, rates[l.Config().Name]), l.Config().Name); err != nil {
 				log.Error("listener failed", "listener", l.Config().Name, "err", err)
 			}
 		}()
@@ -172,6 +179,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		select {
 		case <-hup:
 			reloadAuth()
+			certs.reload()
 		case <-ctx.Done():
 			done = true
 		}
@@ -227,34 +235,9 @@ func brokerOptions(cfg *config.Config, log *slog.Logger) broker.Options {
 	o.SysInterval = m.SysInterval.Std()
 	o.AllowEmptyClientID = m.AllowEmptyClientID
 	o.AllowAnonymous = cfg.Auth.AllowAnonymous
+	o.MaxPublishRate = m.MaxPublishRate
+	o.MaxPublishBytesRate = int64(m.MaxPublishBytesRate)
+	o.MaxOutboundBytes = int64(m.MaxOutboundBytes)
 	o.TLSState = listener.TLSState
 	return o
-}
-
-// serverTLS builds the TLS configuration of a tls or wss listener from its files.
-func serverTLS(lc config.Listener) (*tls.Config, error) {
-	if !lc.Kind.Secure() {
-		return nil, nil
-	}
-	cert, err := tls.LoadX509KeyPair(lc.CertFile, lc.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("listener %s: certificate: %w", lc.Name, err)
-	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if lc.CAFile != "" {
-		pem, err := os.ReadFile(lc.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("listener %s: CA file: %w", lc.Name, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("listener %s: CA file %s: %w", lc.Name, lc.CAFile, errors.New("no PEM certificate found"))
-		}
-		tc.ClientCAs = pool
-		tc.ClientAuth = tls.VerifyClientCertIfGiven
-		if lc.RequireClientCert {
-			tc.ClientAuth = tls.RequireAndVerifyClientCert
-		}
-	}
-	return tc, nil
 }
