@@ -38,6 +38,22 @@ type Stats struct {
 	BytesReceived      atomic.Int64
 	BytesSent          atomic.Int64
 	ProtocolErrors     atomic.Int64 // connections closed for a malformed packet or protocol error
+
+	// Dropped messages by reason; MessagesDropped is their sum.
+	DroppedQueueFull     atomic.Int64 // a session queue or the outbound bytes cap was full
+	DroppedOffline       atomic.Int64 // QoS 0 for an offline session
+	DroppedTooLarge      atomic.Int64 // larger than the receiver's Maximum Packet Size
+	DroppedNotAuthorized atomic.Int64 // refused by the ACL or a hook, or to $SYS
+
+	PacketsReceived [mqtt.AUTH + 1]atomic.Int64 // by packet type
+	PacketsSent     [mqtt.AUTH + 1]atomic.Int64 // by packet type, PUBLISH included
+	RefusedBy       [256]atomic.Int64           // CONNECTs refused, by reason code
+}
+
+// drop counts a message not delivered for reason, one of the Dropped counters.
+func (s *Stats) drop(reason *atomic.Int64) {
+	reason.Add(1)
+	s.MessagesDropped.Add(1)
 }
 
 // Broker is an MQTT broker: it runs the protocol on the connections it is handed,
@@ -61,6 +77,10 @@ type Broker struct {
 	shares  map[string]*shareState // per shared subscription; guarded by shareMu
 
 	budget *session.Budget // the payload bytes all sessions hold; nil: unlimited
+
+	traceMu sync.Mutex
+	traces  []*tracer    // guarded by traceMu
+	tracing atomic.Int32 // len(traces), read without the lock on every packet
 
 	matchPool sync.Pool // *MatchResult
 

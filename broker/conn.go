@@ -55,9 +55,10 @@ type conn struct {
 	problemInfo   bool   // 5.0 Request Problem Information
 	connectExpiry uint32 // session expiry interval of the CONNECT, for DISCONNECT's rule
 
-	aliasIn    map[uint16]string // inbound topic aliases; reader only
-	clientInfo *ClientInfo       // for Hooks; made by info() after CONNECT
-	limiter    *limiter          // publish rate limit; nil: none
+	aliasIn     map[uint16]string // inbound topic aliases; reader only
+	clientInfo  *ClientInfo       // for Hooks; made by info() after CONNECT
+	limiter     *limiter          // publish rate limit; nil: none
+	connectedAt time.Time         // when CONNACK went out
 
 	ctrlMu sync.Mutex
 	ctrls  []ctrl // guarded by ctrlMu
@@ -182,6 +183,8 @@ func (c *conn) readLoop(r *mqtt.Reader) error {
 		if err != nil {
 			return c.readError(err)
 		}
+		c.b.stats.PacketsReceived[p.Type()].Add(1)
+		c.b.traceIn(c, p)
 		if err := c.handle(p); err != nil {
 			return err
 		}
@@ -339,7 +342,7 @@ func (c *conn) publish(p *mqtt.Publish) error {
 	}
 	if code.IsError() {
 		c.log.Debug("PUBLISH refused", "client_id", c.clientID, "topic", p.Topic, "reason", code.String())
-		b.stats.MessagesDropped.Add(1)
+		b.stats.drop(&b.stats.DroppedNotAuthorized)
 		// 3.x has no way to say no: the message is dropped and acknowledged.
 		if c.version != mqtt.Version5 {
 			code = mqtt.Success
@@ -660,7 +663,7 @@ func (c *conn) writePublish(w *bufio.Writer, pub *mqtt.Publish, d *session.Deliv
 	if c.maxOut > 0 && pub.Size(c.version) > c.maxOut {
 		// [MQTT-3.1.2-24] a message too large for the client is dropped for it,
 		// and treated as delivered.
-		c.b.stats.MessagesDropped.Add(1)
+		c.b.stats.drop(&c.b.stats.DroppedTooLarge)
 		if id != 0 {
 			c.cs.s.Discard(id)
 		}
@@ -675,6 +678,8 @@ func (c *conn) writePublish(w *bufio.Writer, pub *mqtt.Publish, d *session.Deliv
 		return nil
 	}
 	c.b.stats.MessagesSent.Add(1)
+	c.b.stats.PacketsSent[mqtt.PUBLISH].Add(1)
+	c.b.traceOut(c, pub)
 	if hk := c.b.opts.Hooks; hk != nil {
 		hk.OnDeliver(c.info(), d.Msg.Topic, d.Msg.Payload)
 	}
@@ -737,6 +742,12 @@ func (c *conn) writeCtrl(w *bufio.Writer, x *ctrl) error {
 	if err != nil {
 		c.log.Error("packet not encodable", "client_id", c.clientID, "type", x.t.String(), "err", err)
 		return nil
+	}
+	c.b.stats.PacketsSent[x.t].Add(1)
+	if c.b.tracing.Load() > 0 {
+		if p, _, err := mqtt.Decode(buf, v, 0); err == nil {
+			c.b.traceOut(c, p)
+		}
 	}
 	_, err = w.Write(buf)
 	return err

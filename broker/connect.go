@@ -33,7 +33,7 @@ type clientSession struct {
 // stored reports whether the session's store was written.
 func (cs *clientSession) deliver(b *Broker, m *mqtt.Message, qos mqtt.QoS, retain bool, ids []uint32, group string) (ok, stored bool) {
 	if qos == mqtt.AtMostOnce && cs.conn.Load() == nil {
-		b.stats.MessagesDropped.Add(1)
+		b.stats.drop(&b.stats.DroppedOffline)
 		return false, false
 	}
 	if len(ids) > 0 && (len(ids) > 1 || ids[0] >= uint32(len(smallIDs))) {
@@ -41,7 +41,7 @@ func (cs *clientSession) deliver(b *Broker, m *mqtt.Message, qos mqtt.QoS, retai
 	}
 	dropped, stored, err := cs.s.Enqueue(session.Delivery{Msg: m, QoS: qos, Retain: retain, SubscriptionIDs: ids, Group: group})
 	if err != nil || dropped != nil {
-		b.stats.MessagesDropped.Add(1)
+		b.stats.drop(&b.stats.DroppedQueueFull)
 	}
 	return err == nil, stored
 }
@@ -129,6 +129,7 @@ func (c *conn) connect(r *mqtt.Reader) bool {
 	}
 
 	will := willMessage(cp, id)
+	c.connectedAt = time.Now()
 	present := b.attach(c, cp.CleanStart, expiry, will, cp.WillProperties.WillDelay)
 
 	ack := &mqtt.Connack{SessionPresent: present, ReasonCode: mqtt.Success}
@@ -191,6 +192,7 @@ func (c *conn) connect(r *mqtt.Reader) bool {
 // [MQTT-3.2.2-7] (3.1.1: [MQTT-3.2.2-5]).
 func (c *conn) refuse(v mqtt.Version, code mqtt.ReasonCode) {
 	c.b.stats.ConnectsRefused.Add(1)
+	c.b.stats.RefusedBy[code].Add(1)
 	c.log.Info("CONNECT refused", "reason", code.String())
 	buf, err := (&mqtt.Connack{ReasonCode: code}).Encode(nil, v)
 	if err == nil {

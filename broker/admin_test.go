@@ -1,0 +1,71 @@
+package broker
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/avocet-mqtt/avocet/mqtt"
+)
+
+func TestAdminSessionsDisconnectDeleteTrace(t *testing.T) {
+	b := startBroker(t, nil)
+	var mu sync.Mutex
+	var traced []string
+	stop := b.Trace("watched", func(e TraceEvent) {
+		mu.Lock()
+		dir := "out"
+		if e.Inbound {
+			dir = "in"
+		}
+		traced = append(traced, dir+" "+e.Packet.Type().String())
+		mu.Unlock()
+	})
+	defer stop()
+
+	c, _ := rawConnect(t, b.addr, mqtt.Version5, "watched", func(cp *mqtt.Connect) {
+		cp.CleanStart = false
+		cp.Properties.SessionExpiry = 600
+		cp.Properties.Set(mqtt.PropSessionExpiry)
+		cp.UsernameFlag, cp.Username = true, "ops"
+	})
+	c.subscribe(nil, mqtt.Subscription{Filter: "a/#", QoS: 1})
+	c.publish(&mqtt.Publish{QoS: 1, Topic: "a/b", Payload: []byte("x")})
+	c.expectPublish()
+
+	list := b.Sessions()
+	if len(list) != 1 || !list[0].Online || list[0].Username != "ops" || list[0].Subscriptions != 1 || !list[0].Persistent {
+		t.Fatalf("Sessions() = %+v", list)
+	}
+	if _, subs, ok := b.Session("watched"); !ok || len(subs) != 1 || subs[0].Filter != "a/#" {
+		t.Fatalf("Session() = %v %v", subs, ok)
+	}
+	eventually(t, "trace of SUBSCRIBE, PUBLISH both ways and acknowledgements", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		want := map[string]bool{"in SUBSCRIBE": false, "out SUBACK": false, "in PUBLISH": false, "out PUBLISH": false, "out PUBACK": false}
+		for _, e := range traced {
+			if _, ok := want[e]; ok {
+				want[e] = true
+			}
+		}
+		for _, ok := range want {
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+
+	if !b.Disconnect("watched") {
+		t.Fatal("Disconnect of a connected client reported false")
+	}
+	c.expectDisconnect(mqtt.AdministrativeAction, 5*time.Second)
+	eventually(t, "offline", func() bool { s, _, _ := b.Session("watched"); return !s.Online })
+	if !b.DeleteSession("watched") {
+		t.Fatal("DeleteSession reported false")
+	}
+	if _, _, ok := b.Session("watched"); ok || b.Tree().SubscriptionCount() != 0 {
+		t.Fatal("the deleted session or its subscriptions remain")
+	}
+}
