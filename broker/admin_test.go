@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
@@ -67,5 +68,31 @@ func TestAdminSessionsDisconnectDeleteTrace(t *testing.T) {
 	}
 	if _, _, ok := b.Session("watched"); ok || b.Tree().SubscriptionCount() != 0 {
 		t.Fatal("the deleted session or its subscriptions remain")
+	}
+}
+
+func TestDrainLetsInflightFinishThenDisconnects(t *testing.T) {
+	b := startBroker(t, nil)
+	sub, _ := rawConnect(t, b.addr, mqtt.Version5, "slow-acker", nil)
+	sub.subscribe(nil, mqtt.Subscription{Filter: "d/#", QoS: 1})
+	pub, _ := rawConnect(t, b.addr, mqtt.Version5, "pub", nil)
+	pub.publish(&mqtt.Publish{QoS: 1, Topic: "d/x", Payload: []byte("owed")})
+	p := sub.expectPublish() // inflight until acknowledged
+
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- b.Drain(ctx)
+	}()
+	pub.expectDisconnect(mqtt.ServerShuttingDown, 5*time.Second) // nothing inflight: goes at once
+	if ack := dialRaw(t, b.addr).connect(&mqtt.Connect{Version: mqtt.Version5, ClientID: "newcomer", CleanStart: true}, nil); ack.ReasonCode != mqtt.ServerUnavailable {
+		t.Fatalf("CONNECT while draining: %v", ack.ReasonCode)
+	}
+	sub.expectNothing(200 * time.Millisecond) // still owes a PUBACK, so it stays
+	sub.send(&mqtt.Puback{PacketID: p.PacketID})
+	sub.expectDisconnect(mqtt.ServerShuttingDown, 5*time.Second)
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -72,6 +72,7 @@ type Broker struct {
 	receivers map[string]Receiver       // guarded by mu
 	conns     map[*conn]struct{}        // open connections; guarded by mu
 	closing   bool                      // guarded by mu
+	draining  atomic.Bool               // Drain was called: no new clients
 
 	shareMu sync.Mutex
 	shares  map[string]*shareState // per shared subscription; guarded by shareMu

@@ -94,6 +94,10 @@ func (c *conn) connect(r *mqtt.Reader) bool {
 	c.username = cp.Username
 	c.log = c.log.With("client_id", id)
 
+	if b.draining.Load() {
+		c.refuse(v, mqtt.ServerUnavailable)
+		return false
+	}
 	if max := b.opts.MaxConnections; max > 0 && b.stats.ClientsConnected.Load() >= int64(max) {
 		c.refuse(v, mqtt.ServerBusy)
 		return false
