@@ -23,6 +23,10 @@ import (
 	"github.com/avocet-mqtt/avocet/store"
 )
 
+// drainTimeout is how long a stopping broker gives its clients to finish their
+// inflight QoS 1 and 2 messages before it disconnects them.
+const drainTimeout = 10 * time.Second
+
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "0.1.0-dev"
 
@@ -184,11 +188,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 			done = true
 		}
 	}
-	log.Info("shutting down")
+	log.Info("shutting down: draining clients", "timeout", drainTimeout)
 	closeAll()
 	wg.Wait()
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
+	if err := b.Drain(dctx); err != nil {
+		log.Warn("drain incomplete", "err", err)
+	}
+	sctx, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
 	if err := b.Close(sctx); err != nil {
 		return err
 	}
