@@ -73,6 +73,7 @@ type Broker struct {
 	conns     map[*conn]struct{}        // open connections; guarded by mu
 	closing   bool                      // guarded by mu
 	draining  atomic.Bool               // Drain was called: no new clients
+	limits    atomic.Pointer[Limits]    // the options SetLimits may change
 
 	shareMu sync.Mutex
 	shares  map[string]*shareState // per shared subscription; guarded by shareMu
@@ -149,6 +150,7 @@ func New(opts Options) (*Broker, error) {
 		cancel:    cancel,
 	}
 	b.matchPool.New = func() any { return new(MatchResult) }
+	b.limits.Store(limitsOf(&b.opts))
 	if opts.SessionStore != nil {
 		if err := b.loadSessions(); err != nil {
 			cancel()

@@ -306,7 +306,7 @@ func (c *conn) publish(p *mqtt.Publish) error {
 	}
 	code := mqtt.Success
 	switch {
-	case b.opts.MaxTopicLevels > 0 && topicLevels(p.Topic) > b.opts.MaxTopicLevels:
+	case b.limits.Load().MaxTopicLevels > 0 && topicLevels(p.Topic) > b.limits.Load().MaxTopicLevels:
 		code = mqtt.TopicNameInvalid
 	case strings.HasPrefix(p.Topic, "$SYS"), !c.canPublish(p.Topic):
 		code = mqtt.NotAuthorized
@@ -484,13 +484,13 @@ func (c *conn) subscribeOne(filter string, opts SubscriptionOptions) (mqtt.Reaso
 		return mqtt.SharedSubscriptionsNotSupported, false
 	case !b.opts.WildcardSubs && mqtt.HasWildcard(plain):
 		return mqtt.WildcardSubscriptionsNotSupported, false
-	case b.opts.MaxTopicLevels > 0 && topicLevels(plain) > b.opts.MaxTopicLevels:
+	case b.limits.Load().MaxTopicLevels > 0 && topicLevels(plain) > b.limits.Load().MaxTopicLevels:
 		return mqtt.TopicFilterInvalid, false
 	}
 	if az := b.opts.Authorizer; az != nil && !az.CanSubscribe(c.clientID, c.username, plain) {
 		return mqtt.NotAuthorized, false
 	}
-	if max := b.opts.MaxSubscriptions; max > 0 {
+	if max := b.limits.Load().MaxSubscriptions; max > 0 {
 		subs := b.tree.Subscriptions(c.clientID)
 		if len(subs) >= max && !slices.ContainsFunc(subs, func(s Subscription) bool { return s.Filter == filter }) {
 			return mqtt.QuotaExceeded, false

@@ -98,7 +98,8 @@ func (c *conn) connect(r *mqtt.Reader) bool {
 		c.refuse(v, mqtt.ServerUnavailable)
 		return false
 	}
-	if max := b.opts.MaxConnections; max > 0 && b.stats.ClientsConnected.Load() >= int64(max) {
+	lim := b.limits.Load()
+	if max := lim.MaxConnections; max > 0 && b.stats.ClientsConnected.Load() >= int64(max) {
 		c.refuse(v, mqtt.ServerBusy)
 		return false
 	}
@@ -117,10 +118,10 @@ func (c *conn) connect(r *mqtt.Reader) bool {
 	c.connectExpiry = cp.Properties.SessionExpiry
 
 	keepAlive := cp.KeepAlive
-	if b.opts.ServerKeepAlive > 0 {
-		keepAlive = b.opts.ServerKeepAlive
-	} else if keepAlive > b.opts.MaxKeepAlive || keepAlive == 0 && b.opts.MaxKeepAlive < 65535 {
-		keepAlive = b.opts.MaxKeepAlive
+	if lim.ServerKeepAlive > 0 {
+		keepAlive = lim.ServerKeepAlive
+	} else if keepAlive > lim.MaxKeepAlive || keepAlive == 0 && lim.MaxKeepAlive < 65535 {
+		keepAlive = lim.MaxKeepAlive
 	}
 	c.keepAlive = time.Duration(keepAlive) * time.Second
 
@@ -182,7 +183,7 @@ func (c *conn) connect(r *mqtt.Reader) bool {
 		}
 	}
 	c.queue(ctrl{t: mqtt.CONNACK, pkt: ack})
-	c.limiter = newLimiter(&b.opts)
+	c.limiter = newLimiter(lim)
 	if hk := b.opts.Hooks; hk != nil {
 		hk.OnRegister(c.info())
 	}

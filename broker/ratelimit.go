@@ -41,7 +41,7 @@ type limiter struct {
 	limit          time.Duration
 }
 
-func newLimiter(o *Options) *limiter {
+func newLimiter(o *Limits) *limiter {
 	if o.MaxPublishRate <= 0 && o.MaxPublishBytesRate <= 0 {
 		return nil
 	}

@@ -61,13 +61,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "avocet %s\n", version)
 		return 0
 	}
-	var cfg *config.Config
-	var err error
-	if *configFile != "" {
-		cfg, err = config.LoadEnv(*configFile, os.Environ())
-	} else {
-		cfg, err = config.FromEnv(os.Environ())
+	load := func() (*config.Config, error) {
+		if *configFile != "" {
+			return config.LoadEnv(*configFile, os.Environ())
+		}
+		return config.FromEnv(os.Environ())
 	}
+	cfg, err := load()
 	if err != nil {
 		fmt.Fprintf(stderr, "avocet: %v\n", err)
 		return 1
@@ -79,18 +79,31 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	log := newLogger(cfg.Log, stderr)
+	level := new(slog.LevelVar)
+	level.Set(cfg.Log.Level.Slog())
+	log := newLogger(cfg.Log, level, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, cfg, log, stdout); err != nil {
+	reload := func(b *broker.Broker) {
+		nc, err := load()
+		if err != nil {
+			log.Error("configuration not reloaded; the running one stays", "err", err)
+			return
+		}
+		level.Set(nc.Log.Level.Slog())
+		b.SetLimits(limitsFrom(nc))
+		log.Info("configuration reloaded", "log_level", string(nc.Log.Level))
+	}
+	if err := serve(ctx, cfg, log, stdout, reload); err != nil {
 		log.Error("avocet stopped", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: c.Level.Slog()}
+// newLogger makes the logger of the [log] table, at a level that reload changes.
+func newLogger(c config.Log, level *slog.LevelVar, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == config.FormatJSON {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
@@ -98,7 +111,9 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 }
 
 // serve runs the broker until ctx is done.
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.Writer) error {
+// serve runs the broker until ctx is done; on SIGHUP it calls reload, which
+// applies what can change without a restart.
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.Writer, reload func(*broker.Broker)) error {
 	fsync, err := store.ParseFsync(string(cfg.Store.Fsync))
 	if err != nil {
 		return err
@@ -151,7 +166,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 			return err
 		}
 		l, err := listener.Listen(listener.Config{Name: lc.Name, Kind: string(lc.Kind), Address: lc.Address,
-			Path: lc.Path, TLS: tc, MaxConnections: lc.MaxConnections})
+			Path: lc.Path, TLS: tc, MaxConnections: lc.MaxConnections, ProxyProtocol: lc.ProxyProtocol})
 		if err != nil {
 			closeAll()
 			_ = b.Close(context.Background())
@@ -183,6 +198,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		select {
 		case <-hup:
 			reloadAuth()
+			reload(b)
 			certs.reload()
 		case <-ctx.Done():
 			done = true
@@ -203,6 +219,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// limitsFrom takes the limits a reload may change from the configuration.
+func limitsFrom(cfg *config.Config) broker.Limits {
+	m := cfg.MQTT
+	return broker.Limits{MaxKeepAlive: uint16(m.MaxKeepalive), ServerKeepAlive: uint16(m.ServerKeepalive),
+		MaxConnections: m.MaxConnections, MaxTopicLevels: m.MaxTopicLevels, MaxSubscriptions: m.MaxSubscriptions,
+		MaxPublishRate: m.MaxPublishRate, MaxPublishBytesRate: int64(m.MaxPublishBytesRate)}
 }
 
 // brokerOptions maps the configuration onto the broker's options.

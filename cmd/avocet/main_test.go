@@ -80,6 +80,12 @@ func startAvocet(t *testing.T, cfg string) (*exec.Cmd, map[string]string) {
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return startAvocetFile(t, file)
+}
+
+// startAvocetFile starts the command with the config file at path.
+func startAvocetFile(t *testing.T, file string) (*exec.Cmd, map[string]string) {
+	t.Helper()
 	cmd := exec.Command(avocetBinary(t), "--config", file)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
