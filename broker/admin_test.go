@@ -96,3 +96,14 @@ func TestDrainLetsInflightFinishThenDisconnects(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestEnhancedAuthenticationRefused(t *testing.T) {
+	b := startBroker(t, nil)
+	ack := dialRaw(t, b.addr).connect(&mqtt.Connect{Version: mqtt.Version5, ClientID: "scram", CleanStart: true}, func(cp *mqtt.Connect) {
+		cp.Properties.AuthMethod = "SCRAM-SHA-1"
+		cp.Properties.Set(mqtt.PropAuthMethod)
+	})
+	if ack.ReasonCode != mqtt.BadAuthenticationMethod {
+		t.Fatalf("CONNACK %v, want bad authentication method", ack.ReasonCode)
+	}
+}

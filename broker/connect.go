@@ -98,6 +98,10 @@ func (c *conn) connect(r *mqtt.Reader) bool {
 		c.refuse(v, mqtt.ServerUnavailable)
 		return false
 	}
+	if cp.Properties.Has(mqtt.PropAuthMethod) { // enhanced authentication is not offered (section 4.12)
+		c.refuse(v, mqtt.BadAuthenticationMethod)
+		return false
+	}
 	lim := b.limits.Load()
 	if max := lim.MaxConnections; max > 0 && b.stats.ClientsConnected.Load() >= int64(max) {
 		c.refuse(v, mqtt.ServerBusy)
