@@ -9,7 +9,7 @@ import (
 // does not have: a section arrives with its feature, and no key does
 // nothing. Each entry is a key path without array indexes, as stripIndexes
 // gives it: a table ("admin"), an array of tables ("bridge", every entry of
-// it) or one key ("listener.proxy_protocol", in every listener).
+// it) or one key ("listener.some_key", in every listener).
 //
 // Setting such a key to anything but its default, in the file or the
 // environment, is an error; Write leaves them out, and so does
@@ -17,13 +17,9 @@ import (
 // ready for the feature: when it lands, its entries leave this list and its
 // keys go back into avocet.example.toml, and nothing else changes here.
 var unavailable = map[string]bool{
-	"admin":                    true, // the HTTP API, /metrics and the status page
-	"bridge":                   true, // bridges to other brokers
-	"webhook":                  true, // HTTP hooks on connect, publish, subscribe and the rest
-	"listener.min_tls_version": true, // TLS settings of the tls package
-	"listener.cipher_suites":   true,
-	"cluster":                  true, // clustering
-	"listener.proxy_protocol":  true, // PROXY protocol headers from load balancers
+	"admin":   true, // the HTTP API, /metrics and the status page
+	"bridge":  true, // bridges to other brokers
+	"cluster": true, // clustering
 }
 
 // msgUnavailable is the message of a key that unavailable lists.
