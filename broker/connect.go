@@ -56,7 +56,10 @@ func (c *conn) connect(r *mqtt.Reader) bool {
 		if errors.As(err, &pe) {
 			b.stats.ProtocolErrors.Add(1)
 			c.log.Info("CONNECT refused: protocol violation", "err", err)
-			if cp, ok := p.(*mqtt.Connect); ok && cp.Version.Valid() {
+			// 5.0 answers a bad CONNECT with its reason code; 3.x has a return code
+			// only for an unacceptable version and otherwise closes without CONNACK
+			// [MQTT-4.8.0-1] (3.1.1).
+			if cp, ok := p.(*mqtt.Connect); ok && cp.Version == mqtt.Version5 {
 				c.refuse(cp.Version, pe.Code)
 			} else if pe.Code == mqtt.UnsupportedProtocolVersion {
 				c.refuse(mqtt.Version311, pe.Code) // [MQTT-3.1.2-2] return code 0x01

@@ -49,8 +49,6 @@ func TestUnavailable(t *testing.T) {
 			"avocet.toml:2: cluster.enabled: " + na,
 			"avocet.toml:3: cluster.seeds: " + na,
 		}},
-		{"proxy_protocol in a second listener", "[[listener]]\naddress = \":1\"\n[[listener]]\naddress = \":2\"\nproxy_protocol = true", nil,
-			[]string{"avocet.toml:5: listener[1].proxy_protocol: " + na}},
 		{"reported alone", "[mqtt]\nmax_inflight = 0\n[cluster]\nsecret = \"short\"", nil, []string{"avocet.toml:4: cluster.secret: " + na}},
 
 		{"env admin", "", []string{"AVOCET_ADMIN_ADDRESS=0.0.0.0:9999"}, []string{"env AVOCET_ADMIN_ADDRESS: admin.address: " + na}},
@@ -59,14 +57,9 @@ func TestUnavailable(t *testing.T) {
 			"env AVOCET_CLUSTER_SEEDS: cluster.seeds: " + na,
 		}},
 		{"env secret", "", []string{"AVOCET_CLUSTER_SECRET=hunter2-secret"}, []string{"env AVOCET_CLUSTER_SECRET: cluster.secret: " + na}},
-		{"env proxy_protocol", "[[listener]]\naddress = \":1\"\n[[listener]]\naddress = \":2\"",
-			[]string{"AVOCET_LISTENERS_TCP_PROXY_PROTOCOL=true"}, []string{
-				"env AVOCET_LISTENERS_TCP_PROXY_PROTOCOL: listener[0].proxy_protocol: " + na,
-				"env AVOCET_LISTENERS_TCP_PROXY_PROTOCOL: listener[1].proxy_protocol: " + na,
-			}},
-		{"file and env", "[admin]\ntoken = \"p\"", []string{"AVOCET_LISTENERS_WS_PROXY_PROTOCOL=true"}, []string{
+		{"file and env", "[admin]\ntoken = \"p\"", []string{"AVOCET_CLUSTER_ENABLED=true"}, []string{
 			"avocet.toml:2: admin.token: " + na,
-			"env AVOCET_LISTENERS_WS_PROXY_PROTOCOL: listener[1].proxy_protocol: " + na,
+			"env AVOCET_CLUSTER_ENABLED: cluster.enabled: " + na,
 		}},
 	}
 	for _, tt := range tests {
@@ -129,7 +122,7 @@ func TestWriteLeavesOutUnavailable(t *testing.T) {
 			t.Errorf("output shows %s:\n%s", key, out)
 		}
 	}
-	for _, s := range []string{"[admin]", "[cluster]", "[[bridge]]", "proxy_protocol", `= "` + Masked} {
+	for _, s := range []string{"[admin]", "[cluster]", "[[bridge]]", `= "` + Masked} {
 		if strings.Contains(out, s) {
 			t.Errorf("output holds %q:\n%s", s, out)
 		}
@@ -142,9 +135,6 @@ func TestWriteLeavesOutUnavailable(t *testing.T) {
 	want.Admin = Default().Admin
 	want.Bridges = nil
 	want.Cluster = Default().Cluster
-	for i := range want.Listeners {
-		want.Listeners[i].ProxyProtocol = false
-	}
 	if back := mustParse(t, out); !reflect.DeepEqual(back, want) {
 		t.Errorf("output parses to\n%+v\nwant\n%+v", back, want)
 	}
@@ -158,7 +148,7 @@ func TestWriteLeavesOutUnavailable(t *testing.T) {
 	if err := c.Write(&buf); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"[admin]", "[cluster]", "[[bridge]]", "proxy_protocol"} {
+	for _, s := range []string{"[admin]", "[cluster]", "[[bridge]]"} {
 		if !strings.Contains(buf.String(), s) {
 			t.Errorf("output with every feature lacks %q", s)
 		}

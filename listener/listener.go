@@ -50,8 +50,25 @@ type Config struct {
 	// Stats.Rejected.
 	MaxConnections int
 	// ReadHeaderTimeout bounds how long a ws or wss client may take to send
-	// its upgrade request, including the TLS handshake for wss. Default 10s.
+	// its upgrade request, including the TLS handshake for wss, and how long
+	// a peer may take to send its PROXY header when ProxyProtocol is set.
+	// Default 10s; only ws, wss and listeners with ProxyProtocol have one.
 	ReadHeaderTimeout time.Duration
+	// ProxyProtocol makes every connection start with a PROXY protocol
+	// header, version 1 (text) or 2 (binary), as load balancers such as
+	// HAProxy, AWS NLB and nginx send it: the connection's RemoteAddr is
+	// then the client's address the header gives (the socket's for
+	// "PROXY UNKNOWN" and for version 2 LOCAL); LocalAddr stays the
+	// socket's. The header comes first, in clear, before the TLS handshake
+	// of tls and wss and before the HTTP request of ws and wss. It is read
+	// in a goroutine of its own per connection, within ReadHeaderTimeout
+	// and at most 107 bytes (version 1) or 2048 bytes (version 2, TLVs
+	// included, which are skipped), before Accept returns the connection or
+	// the HTTP server reads it; a connection whose header is missing,
+	// invalid or late is closed and counted in Stats.Rejected. For tcp and
+	// tls, a connection holds its MaxConnections slot while its header is
+	// read. Any kind.
+	ProxyProtocol bool
 }
 
 // Stats is a snapshot of a listener's counters.
@@ -60,7 +77,8 @@ type Stats struct {
 	Accepted int64
 	// Rejected counts connections turned away: over MaxConnections,
 	// WebSocket upgrades of Config.Path that failed (a bad request or no
-	// acceptable subprotocol), and upgraded connections still waiting for
+	// acceptable subprotocol), connections without a valid PROXY header
+	// when Config.ProxyProtocol is set, and connections still waiting for
 	// Accept when the listener closed. Requests for other paths are not
 	// counted, nor are failed TLS handshakes: for tls they surface as a
 	// Read error on an accepted connection, and for wss they happen before
@@ -68,7 +86,7 @@ type Stats struct {
 	Rejected int64
 	// Current counts connections holding a slot toward MaxConnections:
 	// those returned by Accept and not yet closed, plus WebSocket upgrades
-	// in progress.
+	// in progress and, for tcp and tls, PROXY headers being read.
 	Current int64
 }
 
@@ -151,21 +169,19 @@ func withDefaults(cfg Config) (Config, error) {
 		return cfg, cfg.errorf("TLS config given for plain kind %s (use tls or wss)", cfg.Kind)
 	case !web && cfg.Path != "":
 		return cfg, cfg.errorf("path %q given for kind %s (only ws and wss have a path)", cfg.Path, cfg.Kind)
-	case !web && cfg.ReadHeaderTimeout != 0:
-		return cfg, cfg.errorf("read header timeout given for kind %s (only ws and wss have one)", cfg.Kind)
+	case !web && !cfg.ProxyProtocol && cfg.ReadHeaderTimeout != 0:
+		return cfg, cfg.errorf("read header timeout given for kind %s (only ws, wss and PROXY protocol listeners have one)", cfg.Kind)
 	case cfg.ReadHeaderTimeout < 0:
 		return cfg, cfg.errorf("read header timeout %v is negative", cfg.ReadHeaderTimeout)
 	case web && cfg.Path != "" && !strings.HasPrefix(cfg.Path, "/"):
 		return cfg, cfg.errorf("path %q does not start with /", cfg.Path)
 	}
 
-	if web {
-		if cfg.Path == "" {
-			cfg.Path = DefaultPath
-		}
-		if cfg.ReadHeaderTimeout == 0 {
-			cfg.ReadHeaderTimeout = DefaultReadHeaderTimeout
-		}
+	if web && cfg.Path == "" {
+		cfg.Path = DefaultPath
+	}
+	if (web || cfg.ProxyProtocol) && cfg.ReadHeaderTimeout == 0 {
+		cfg.ReadHeaderTimeout = DefaultReadHeaderTimeout
 	}
 	return cfg, nil
 }

@@ -8,10 +8,11 @@ import (
 
 // streamListener serves the tcp and tls kinds: Accept takes connections
 // straight from the socket, in the caller's goroutine, and starts no
-// goroutines of its own.
+// goroutines of its own. With Config.ProxyProtocol, Accept takes them from a
+// proxyListener instead, whose goroutines have read their PROXY header.
 type streamListener struct {
 	cfg    Config       // read-only
-	ln     net.Listener // the TCP socket
+	ln     net.Listener // the TCP socket, or a proxyListener on it
 	stats  counters
 	closed chan struct{} // closed by the first Close
 
@@ -19,12 +20,16 @@ type streamListener struct {
 }
 
 func newStreamListener(cfg Config, ln net.Listener) *streamListener {
-	return &streamListener{
+	l := &streamListener{
 		cfg:    cfg,
 		ln:     ln,
 		stats:  counters{max: int64(cfg.MaxConnections)},
 		closed: make(chan struct{}),
 	}
+	if cfg.ProxyProtocol {
+		l.ln = newProxyListener(cfg, ln, &l.stats, true)
+	}
+	return l
 }
 
 // Accept returns the next TCP connection, wrapped in TLS for the tls kind.
@@ -39,7 +44,8 @@ func (l *streamListener) Accept() (net.Conn, error) {
 			}
 			return nil, l.cfg.errorf("accept: %w", err)
 		}
-		if !l.stats.acquire() {
+		// A proxyListener took the slot before reading the header.
+		if !l.cfg.ProxyProtocol && !l.stats.acquire() {
 			// Over MaxConnections: turned away before any byte is read.
 			// The rejection is counted whatever Close reports.
 			_ = raw.Close()

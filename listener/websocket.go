@@ -52,6 +52,10 @@ func newWSListener(cfg Config, ln net.Listener) *wsListener {
 		closed:    make(chan struct{}),
 		serveDone: make(chan struct{}),
 	}
+	if cfg.ProxyProtocol {
+		// The header precedes the TLS handshake and the HTTP request.
+		ln = newProxyListener(cfg, ln, &l.stats, false)
+	}
 	if cfg.Kind == KindWSS {
 		// The upgrade needs HTTP/1.1: coder/websocket does not speak
 		// WebSocket over HTTP/2 (RFC 8441), so ALPN must never pick h2.

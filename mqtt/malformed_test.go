@@ -970,7 +970,7 @@ var malformedCases = []malformedCase{
 		00 01    // packet id 1
 		00       // property length 0
 		00 01 61 // filter "a"
-		03       // options: QoS 3`, MalformedPacket},
+		03       // options: QoS 3`, ProtocolError},
 	{"[MQTT-3-8.3-4] reserved bits of the requested QoS byte", Version311, 0, `
 		82 06    // SUBSCRIBE, remaining length 6
 		00 01    // packet id 1

@@ -48,8 +48,11 @@ func (s *Subscribe) decode(v Version, _ byte, body []byte) error {
 			return err
 		}
 		sub.QoS = QoS(opts & 3)
-		if sub.QoS > ExactlyOnce { // [MQTT-3-8.3-4] (3.1.1), section 3.8.3.1 (5.0)
-			return malformed(SUBSCRIBE, "requested QoS is 3")
+		if sub.QoS > ExactlyOnce {
+			if v == Version5 { // section 3.8.3.1: a Protocol Error in 5.0
+				return protocolErr(SUBSCRIBE, "maximum QoS is 3")
+			}
+			return malformed(SUBSCRIBE, "requested QoS is 3") // [MQTT-3-8.3-4] (3.1.1)
 		}
 		if v == Version5 {
 			if opts&0xC0 != 0 { // [MQTT-3.8.3-5]
