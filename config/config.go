@@ -9,9 +9,8 @@ import (
 
 // Config is the whole configuration file. Each field is one TOML table or
 // array of tables, named by its toml tag. The fields of features this
-// version lacks (Admin, Bridges, Cluster, Auth.PasswordFile, Auth.ACLFile,
-// Listener.ProxyProtocol and Listener.UseIdentityAsUsername) must keep
-// their defaults; see the package documentation.
+// version lacks (those unavailable.go lists) must keep their defaults; see
+// the package documentation.
 type Config struct {
 	Node      Node       `toml:"node"`
 	Log       Log        `toml:"log"`

@@ -21,8 +21,7 @@
 //
 // A section arrives with its feature: no key does nothing. The schema
 // already holds some keys of features this version does not have: the
-// [admin] and [cluster] tables, [[bridge]] entries and the proxy_protocol key
-// of a listener. Setting one to anything but its default, in the file or the
+// [cluster] table and [[bridge]] entries. Setting one to anything but its default, in the file or the
 // environment, is an error, "not available in this version of avocet", and
 // so is any [[bridge]] entry. Write leaves them out, and the example file
 // does not show them.
