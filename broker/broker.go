@@ -438,7 +438,8 @@ func (b *Broker) sendRetained(cs *clientSession, username, filter string, opts S
 		if az != nil && !az.CanReceive(cs.id, username, m.Topic) {
 			return true
 		}
-		cs.deliver(b, m, min(m.QoS, opts.QoS), true, ids, "") // [MQTT-3.3.1-8] RETAIN set
+		// [MQTT-3.3.1-8] RETAIN set; every retained message is queued, whatever MaxQueued.
+		cs.enqueue(b, m, min(m.QoS, opts.QoS), true, ids, "", cs.s.EnqueueAll)
 		return true
 	})
 }

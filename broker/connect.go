@@ -32,6 +32,12 @@ type clientSession struct {
 // dropped: only QoS 1 and 2 messages are kept for later (MQTT 5.0 section 3.1.2.4).
 // stored reports whether the session's store was written.
 func (cs *clientSession) deliver(b *Broker, m *mqtt.Message, qos mqtt.QoS, retain bool, ids []uint32, group string) (ok, stored bool) {
+	return cs.enqueue(b, m, qos, retain, ids, group, cs.s.Enqueue)
+}
+
+// enqueue is deliver with the session's enqueue method of choice.
+func (cs *clientSession) enqueue(b *Broker, m *mqtt.Message, qos mqtt.QoS, retain bool, ids []uint32, group string,
+	enqueue func(session.Delivery) (*session.Delivery, bool, error)) (ok, stored bool) {
 	if qos == mqtt.AtMostOnce && cs.conn.Load() == nil {
 		b.stats.drop(&b.stats.DroppedOffline)
 		return false, false
@@ -39,7 +45,7 @@ func (cs *clientSession) deliver(b *Broker, m *mqtt.Message, qos mqtt.QoS, retai
 	if len(ids) > 0 && (len(ids) > 1 || ids[0] >= uint32(len(smallIDs))) {
 		ids = slices.Clone(ids) // the match result's storage is reused
 	}
-	dropped, stored, err := cs.s.Enqueue(session.Delivery{Msg: m, QoS: qos, Retain: retain, SubscriptionIDs: ids, Group: group})
+	dropped, stored, err := enqueue(session.Delivery{Msg: m, QoS: qos, Retain: retain, SubscriptionIDs: ids, Group: group})
 	if err != nil || dropped != nil {
 		b.stats.drop(&b.stats.DroppedQueueFull)
 	}

@@ -131,3 +131,18 @@ func TestHooks(t *testing.T) {
 		eventually(t, e, func() bool { return h.has(e) })
 	}
 }
+
+func TestRetainedDeliveryIgnoresTheQueueLimit(t *testing.T) {
+	b := startBroker(t, func(o *Options) { o.MaxQueued = 10 })
+	pub, _ := rawConnect(t, b.addr, mqtt.Version311, "pub", nil)
+	for i := range 50 {
+		pub.publish(&mqtt.Publish{QoS: 1, Retain: true, Topic: "many/" + string(rune('a'+i%26)) + string(rune('a'+i/26)), Payload: []byte("r")})
+	}
+	sub, _ := rawConnect(t, b.addr, mqtt.Version311, "sub", nil)
+	sub.subscribe(nil, mqtt.Subscription{Filter: "many/#", QoS: 0})
+	for i := range 50 {
+		if p := sub.expectPublish(); !p.Retain {
+			t.Fatalf("message %d without RETAIN", i)
+		}
+	}
+}

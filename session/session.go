@@ -169,13 +169,24 @@ func (s *Session) signal() {
 // d is refused with ErrQueueFull. stored reports whether d was written to the
 // session's store, so that the caller waits for a Barrier before acknowledging.
 func (s *Session) Enqueue(d Delivery) (dropped *Delivery, stored bool, err error) {
+	return s.enqueue(d, false)
+}
+
+// EnqueueAll is Enqueue for the retained messages a new subscription asked for:
+// they are queued beyond MaxQueued, so that a client subscribing to many retained
+// topics gets all of them, but never beyond the Budget.
+func (s *Session) EnqueueAll(d Delivery) (dropped *Delivery, stored bool, err error) {
+	return s.enqueue(d, true)
+}
+
+func (s *Session) enqueue(d Delivery, beyondMax bool) (dropped *Delivery, stored bool, err error) {
 	s.mu.Lock()
 	if s.freed {
 		s.mu.Unlock()
 		return nil, false, ErrEnded
 	}
 	persist := s.persistentLocked() && d.QoS > mqtt.AtMostOnce
-	full := s.limits.MaxQueued > 0 && s.queue.len() >= s.limits.MaxQueued
+	full := !beyondMax && s.limits.MaxQueued > 0 && s.queue.len() >= s.limits.MaxQueued
 	for full || !s.limits.Budget.take(cost(&d)) {
 		if s.limits.Drop == DropNewest || s.queue.len() == 0 {
 			s.droppedCnt++
