@@ -1,12 +1,12 @@
-// Package auth is Avocet's file-based authentication and authorization: the
-// password file that decides who may connect, the ACL file that decides what
-// a client may publish, subscribe to and receive, and `avocet passwd`, which
-// manages the password file.
+// Package auth is Avocet's authentication and authorization: the password
+// file that decides who may connect, the ACL file that decides what a client
+// may publish, subscribe to and receive, `avocet passwd`, which manages the
+// password file, and webhooks, which let HTTP endpoints decide and observe.
 //
 // It is a leaf: it does not import the broker. The command adapts Passwords
-// to broker.Authenticator and hands an *ACL to the broker as its Authorizer
-// (or nil when no ACL file is configured, which allows everything). Webhook
-// authentication is not here yet.
+// to broker.Authenticator, hands an *ACL to the broker as its Authorizer (or
+// nil when no ACL file is configured, which allows everything), and adapts
+// Hooks to broker.Hooks.
 //
 // # Password file
 //
@@ -75,6 +75,39 @@
 // operation when the file is read, and patterns are matched level by level,
 // each placeholder compared in place with the client id or username, without
 // building the substituted filter.
+//
+// # Webhooks
+//
+// Hooks is the interface through which code outside the broker's own rules
+// decides on CONNECT, PUBLISH and SUBSCRIBE (AuthOnRegister, AuthOnPublish,
+// AuthOnSubscribe: allow, possibly with changes, deny with a reason code, or
+// next to leave the decision to the built-in rules) and hears of what
+// clients do (OnRegister, OnSubscribe, OnUnsubscribe, OnDeliver,
+// OnClientOffline, OnClientGone, OnSessionExpired). In-process
+// implementations embed NopHooks.
+//
+// Webhooks implements Hooks over HTTP(S) in the shape of VerneMQ's
+// vmq_webhooks, so that endpoints written for VerneMQ work unchanged: a POST
+// per call with the header vernemq-hook naming the hook and a JSON body such
+// as
+//
+//	{"peer_addr":"192.0.2.1","peer_port":50123,"username":"u","password":"p","mountpoint":"","client_id":"c"}
+//
+// answered by {"result":"ok"}, {"result":"next"}, {"result":{"error":"not_allowed"}}
+// or {"result":"ok","modifiers":{...}} (auth_on_subscribe: "topics" with qos
+// 128 for a refused filter). Each endpoint has a timeout and a policy for
+// failures (allow or deny); an ok answer with "cache-control: max-age=N" is
+// cached for N seconds; on_* calls go through a bounded queue and a pool of
+// workers, never holding up the broker, and are dropped and counted when the
+// queue is full. The Webhooks type documents every body and answer.
+//
+// The command chains auth_on_register after the password file: a client the
+// password file (or a missing client certificate identity) refuses stays
+// refused; for the others the endpoint decides, and next leaves the decision
+// to the password file and allow_anonymous. auth_on_publish is asked once
+// the ACL has allowed the topic, and a topic it rewrites is not checked
+// again; auth_on_subscribe is asked first, and the ACL then checks the
+// filters as the hook left them.
 //
 // # Reloading
 //

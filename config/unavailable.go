@@ -17,7 +17,6 @@ import (
 // ready for the feature: when it lands, its entries leave this list and its
 // keys go back into avocet.example.toml, and nothing else changes here.
 var unavailable = map[string]bool{
-	"admin":   true, // the HTTP API, /metrics and the status page
 	"bridge":  true, // bridges to other brokers
 	"cluster": true, // clustering
 }

@@ -36,9 +36,6 @@ func TestUnavailable(t *testing.T) {
 		env  []string
 		want []string
 	}{
-		{"admin address", "[admin]\naddress = \"0.0.0.0:9999\"", nil, []string{"avocet.toml:2: admin.address: " + na}},
-		{"admin disabled", "[admin]\naddress = \"\"", nil, []string{"avocet.toml:2: admin.address: " + na}},
-		{"admin inline", "admin = { token = \"hunter2-token\" }", nil, []string{"avocet.toml:1: admin.token: " + na}},
 		{"bridge", bridge, nil, []string{"avocet.toml:1: bridge[0]: " + na}},
 		{"two bridges", bridge + strings.Replace(bridge, `"b"`, `"c"`, 1), nil, []string{
 			"avocet.toml:1: bridge[0]: " + na,
@@ -51,14 +48,13 @@ func TestUnavailable(t *testing.T) {
 		}},
 		{"reported alone", "[mqtt]\nmax_inflight = 0\n[cluster]\nsecret = \"short\"", nil, []string{"avocet.toml:4: cluster.secret: " + na}},
 
-		{"env admin", "", []string{"AVOCET_ADMIN_ADDRESS=0.0.0.0:9999"}, []string{"env AVOCET_ADMIN_ADDRESS: admin.address: " + na}},
 		{"env cluster", "", []string{"AVOCET_CLUSTER_ENABLED=true", "AVOCET_CLUSTER_SEEDS=a:7946,b:7946"}, []string{
 			"env AVOCET_CLUSTER_ENABLED: cluster.enabled: " + na,
 			"env AVOCET_CLUSTER_SEEDS: cluster.seeds: " + na,
 		}},
 		{"env secret", "", []string{"AVOCET_CLUSTER_SECRET=hunter2-secret"}, []string{"env AVOCET_CLUSTER_SECRET: cluster.secret: " + na}},
-		{"file and env", "[admin]\ntoken = \"p\"", []string{"AVOCET_CLUSTER_ENABLED=true"}, []string{
-			"avocet.toml:2: admin.token: " + na,
+		{"file and env", "[cluster]\nsecret = \"p\"", []string{"AVOCET_CLUSTER_ENABLED=true"}, []string{
+			"avocet.toml:2: cluster.secret: " + na,
 			"env AVOCET_CLUSTER_ENABLED: cluster.enabled: " + na,
 		}},
 	}
@@ -122,7 +118,7 @@ func TestWriteLeavesOutUnavailable(t *testing.T) {
 			t.Errorf("output shows %s:\n%s", key, out)
 		}
 	}
-	for _, s := range []string{"[admin]", "[cluster]", "[[bridge]]", `= "` + Masked} {
+	for _, s := range []string{"[cluster]", "[[bridge]]"} {
 		if strings.Contains(out, s) {
 			t.Errorf("output holds %q:\n%s", s, out)
 		}
@@ -132,7 +128,7 @@ func TestWriteLeavesOutUnavailable(t *testing.T) {
 	}
 
 	want := fullConfig()
-	want.Admin = Default().Admin
+	want.Admin.Token = Masked // secrets are masked in the output
 	want.Bridges = nil
 	want.Cluster = Default().Cluster
 	if back := mustParse(t, out); !reflect.DeepEqual(back, want) {
@@ -148,7 +144,7 @@ func TestWriteLeavesOutUnavailable(t *testing.T) {
 	if err := c.Write(&buf); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"[admin]", "[cluster]", "[[bridge]]"} {
+	for _, s := range []string{"[cluster]", "[[bridge]]"} {
 		if !strings.Contains(buf.String(), s) {
 			t.Errorf("output with every feature lacks %q", s)
 		}

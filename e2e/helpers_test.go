@@ -225,6 +225,9 @@ kind = "ws"
 address = "127.0.0.1:0"
 path = "/mqtt"
 
+[admin]
+address = ""
+
 [mqtt]
 sys_interval = "0s"
 `

@@ -33,6 +33,9 @@ path = "/mqtt"
 cert_file = %q
 key_file = %q
 
+[admin]
+address = ""
+
 [mqtt]
 sys_interval = "0s"
 `

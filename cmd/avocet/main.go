@@ -9,12 +9,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
+	"github.com/avocet-mqtt/avocet/admin"
 	"github.com/avocet-mqtt/avocet/broker"
 	"github.com/avocet-mqtt/avocet/config"
 	"github.com/avocet-mqtt/avocet/listener"
@@ -137,10 +138,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	if err != nil {
 		return err
 	}
+	hooks, err := loadWebhooks(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer hooks.close()
 	opts := brokerOptions(cfg, log)
 	opts.Retained = ret
 	opts.SessionStore = db
-	opts.Authenticator = authn
+	opts.Authenticator = hooks.authenticator(authn)
+	opts.Hooks = hooks.brokerHooks()
 	if acl != nil {
 		opts.Authorizer = acl
 	}
@@ -150,45 +157,40 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	}
 	log.Info("store opened", "path", db.Path(), "fsync", fsync.String(), "retained", ret.Len(),
 		"took", time.Since(started).Round(time.Millisecond))
-	var lns []listener.Listener
-	closeAll := func() {
-		for _, l := range lns {
-			_ = l.Close()
-		}
-	}
 	certs := newListenerCerts(ctx, log)
 	defer certs.close()
-	for _, lc := range cfg.Listeners {
-		tc, err := certs.serverTLS(lc)
-		if err != nil {
-			closeAll()
-			_ = b.Close(context.Background())
-			return err
-		}
-		l, err := listener.Listen(listener.Config{Name: lc.Name, Kind: string(lc.Kind), Address: lc.Address,
-			Path: lc.Path, TLS: tc, MaxConnections: lc.MaxConnections, ProxyProtocol: lc.ProxyProtocol})
-		if err != nil {
-			closeAll()
-			_ = b.Close(context.Background())
-			return err
-		}
-		lns = append(lns, l)
-	}
+	ls := newListenerSet(b, cfg, certs, log, stdout)
 	fmt.Fprintf(stdout, "avocet %s\n", version)
-	rates := map[string]int{}
-	for _, lc := range cfg.Listeners {
-		rates[lc.Name] = lc.ConnectionRate
+	if err := ls.startAll(); err != nil {
+		_ = b.Close(context.Background())
+		return err
 	}
-	var wg sync.WaitGroup
-	for _, l := range lns {
-		fmt.Fprintf(stdout, "listening %s %s\n", l.Config().Kind, l.Addr())
-		log.Info("listening", "listener", l.Config().Name, "kind", l.Config().Kind, "address", l.Addr().String())
-		wg.Add(1)
+	if cfg.Admin.Address != "" {
+		srv, err := admin.New(admin.Options{Address: cfg.Admin.Address, Token: cfg.Admin.Token, Broker: b, Store: db,
+			Config: func() *config.Config { return cfg }, Listeners: ls, Drainer: drainer{ls: ls, b: b},
+			Logger: log, Version: version, NodeName: cfg.Node.Name})
+		if err != nil {
+			ls.closeAll()
+			_ = b.Close(context.Background())
+			return err
+		}
+		aln, err := net.Listen("tcp", cfg.Admin.Address)
+		if err != nil {
+			ls.closeAll()
+			_ = b.Close(context.Background())
+			return fmt.Errorf("admin %s: %w", cfg.Admin.Address, err)
+		}
+		fmt.Fprintf(stdout, "listening admin %s\n", aln.Addr())
+		log.Info("admin API, metrics and status page", "address", aln.Addr().String())
 		go func() {
-			defer wg.Done()
-			if err := b.Serve(limitAccepts(l, rates[l.Config().Name]), l.Config().Name); err != nil {
-				log.Error("listener failed", "listener", l.Config().Name, "err", err)
+			if err := srv.Serve(aln); err != nil {
+				log.Error("admin server failed", "err", err)
 			}
+		}()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
 		}()
 	}
 	hup := make(chan os.Signal, 1)
@@ -205,8 +207,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		}
 	}
 	log.Info("shutting down: draining clients", "timeout", drainTimeout)
-	closeAll()
-	wg.Wait()
+	ls.closeAll()
 	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
 	if err := b.Drain(dctx); err != nil {

@@ -63,6 +63,9 @@ address = "127.0.0.1:0"
 kind = "ws"
 address = "127.0.0.1:0"
 
+[admin]
+address = ""
+
 [mqtt]
 sys_interval = "0s"
 `

@@ -89,6 +89,9 @@ cert_file = %q
 key_file = %q
 ca_file = %q
 %s
+[admin]
+address = ""
+
 [mqtt]
 sys_interval = "0s"
 
@@ -362,6 +365,9 @@ kind = "wss"
 address = "127.0.0.1:0"
 cert_file = %q
 key_file = %q
+
+[admin]
+address = ""
 
 [mqtt]
 sys_interval = "0s"
