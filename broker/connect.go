@@ -75,6 +75,7 @@ func (c *conn) connect(r *mqtt.Reader) bool {
 		}
 		return false
 	}
+	b.stats.PacketsReceived[p.Type()].Add(1)
 	cp, ok := p.(*mqtt.Connect)
 	if !ok { // [MQTT-3.1.0-1]
 		b.stats.ProtocolErrors.Add(1)
@@ -101,6 +102,7 @@ func (c *conn) connect(r *mqtt.Reader) bool {
 	}
 	c.clientID = id
 	c.username = cp.Username
+	b.traceIn(c, cp) // tracers see the password field: they must hide it
 	c.log = c.log.With("client_id", id)
 
 	if b.draining.Load() {
@@ -214,6 +216,7 @@ func (c *conn) refuse(v mqtt.Version, code mqtt.ReasonCode) {
 	c.log.Info("CONNECT refused", "reason", code.String())
 	buf, err := (&mqtt.Connack{ReasonCode: code}).Encode(nil, v)
 	if err == nil {
+		c.b.stats.PacketsSent[mqtt.CONNACK].Add(1)
 		_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = c.nc.Write(buf)
 	}
