@@ -429,15 +429,12 @@ func (b *Broker) online(subscriber string) bool {
 	return ok
 }
 
-// sendRetained queues for a new subscription the retained messages its filter matches.
-func (b *Broker) sendRetained(cs *clientSession, username, filter string, opts SubscriptionOptions) {
+// sendRetained queues for a new subscription the retained messages its filter
+// matches; the ACL's read rules apply as to every delivery.
+func (b *Broker) sendRetained(cs *clientSession, filter string, opts SubscriptionOptions) {
 	now := time.Now()
 	ids := subIDs(opts.SubscriptionID)
-	az := b.opts.Authorizer
 	b.ret.Match(filter, now, func(m *mqtt.Message) bool {
-		if az != nil && !az.CanReceive(cs.id, username, m.Topic) {
-			return true
-		}
 		// [MQTT-3.3.1-8] RETAIN set; every retained message is queued, whatever MaxQueued.
 		cs.enqueue(b, m, min(m.QoS, opts.QoS), true, ids, "", cs.s.EnqueueAll)
 		return true

@@ -464,7 +464,7 @@ func (c *conn) subscribe(p *mqtt.Subscribe) error {
 		hk.OnSubscribe(c.info(), granted)
 	}
 	for _, r := range retained {
-		b.sendRetained(c.cs, c.username, r.filter, r.opts)
+		b.sendRetained(c.cs, r.filter, r.opts)
 	}
 	return nil
 }

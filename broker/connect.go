@@ -20,12 +20,20 @@ type clientSession struct {
 	conn atomic.Pointer[conn] // nil while offline
 
 	// Guarded by Broker.mu.
-	gen         uint64        // incremented on every connection, so that stale timers do nothing
-	username    string        // of the last connection, for the will's authorization
-	will        *mqtt.Message // armed will message; nil when none
-	willDelay   uint32        // seconds
+	gen         uint64                 // incremented on every connection, so that stale timers do nothing
+	username    atomic.Pointer[string] // of the last connection, for authorization; nil before the first
+	will        *mqtt.Message          // armed will message; nil when none
+	willDelay   uint32                 // seconds
 	willTimer   *time.Timer
 	expiryTimer *time.Timer
+}
+
+// user returns the username of the session's last connection.
+func (cs *clientSession) user() string {
+	if p := cs.username.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // deliver queues m for the session. A message of QoS 0 for an offline session is
@@ -40,6 +48,12 @@ func (cs *clientSession) enqueue(b *Broker, m *mqtt.Message, qos mqtt.QoS, retai
 	enqueue func(session.Delivery) (*session.Delivery, bool, error)) (ok, stored bool) {
 	if qos == mqtt.AtMostOnce && cs.conn.Load() == nil {
 		b.stats.drop(&b.stats.DroppedOffline)
+		return false, false
+	}
+	// The ACL's read rules apply to every delivery: a subscription may be allowed
+	// while a deny rule covers part of what it matches.
+	if az := b.opts.Authorizer; az != nil && !az.CanReceive(cs.id, cs.user(), m.Topic) {
+		b.stats.drop(&b.stats.DroppedNotAuthorized)
 		return false, false
 	}
 	if len(ids) > 0 && (len(ids) > 1 || ids[0] >= uint32(len(smallIDs))) {
@@ -304,7 +318,9 @@ func (b *Broker) attach(c *conn, cleanStart bool, expiry uint32, will *mqtt.Mess
 			cs.will = nil
 		}
 		cs.will, cs.willDelay = will, willDelay
-		cs.username = c.username
+		user := c.username
+		cs.username.Store(&user)
+		cs.s.SetUsername(user)
 		cs.s.SetExpiry(expiry)
 		cs.s.SaveMeta(time.Time{})
 		c.cs = cs
@@ -425,7 +441,7 @@ func (b *Broker) publishWillLocked(cs *clientSession) {
 	if m == nil || b.closing {
 		return
 	}
-	if az := b.opts.Authorizer; az != nil && !az.CanPublish(cs.id, cs.username, m.Topic) {
+	if az := b.opts.Authorizer; az != nil && !az.CanPublish(cs.id, cs.user(), m.Topic) {
 		return
 	}
 	b.wg.Add(1)

@@ -146,3 +146,25 @@ func TestRetainedDeliveryIgnoresTheQueueLimit(t *testing.T) {
 		}
 	}
 }
+
+// denySecret allows everything but receiving topics under a/secret.
+type denySecret struct{}
+
+func (denySecret) CanPublish(string, string, string) bool   { return true }
+func (denySecret) CanSubscribe(string, string, string) bool { return true }
+func (denySecret) CanReceive(_, _, topic string) bool       { return !strings.HasPrefix(topic, "a/secret") }
+
+func TestReadRulesApplyToEveryDelivery(t *testing.T) {
+	b := startBroker(t, func(o *Options) { o.Authorizer = denySecret{} })
+	sub, _ := rawConnect(t, b.addr, mqtt.Version311, "reader", nil)
+	sub.subscribe(nil, mqtt.Subscription{Filter: "a/#", QoS: 1})
+	pub, _ := rawConnect(t, b.addr, mqtt.Version311, "writer", nil)
+	pub.publish(&mqtt.Publish{QoS: 1, Topic: "a/secret/x", Payload: []byte("hidden")})
+	pub.publish(&mqtt.Publish{QoS: 1, Topic: "a/open", Payload: []byte("shown")})
+	if p := sub.expectPublish(); p.Topic != "a/open" {
+		t.Fatalf("received %q: the read rule was not applied", p.Topic)
+	}
+	if b.Stats().DroppedNotAuthorized.Load() != 1 {
+		t.Fatalf("dropped not authorized = %d", b.Stats().DroppedNotAuthorized.Load())
+	}
+}

@@ -20,6 +20,8 @@ func (b *Broker) loadSessions() error {
 	err := session.Load(b.opts.SessionStore, limits, start, func(l *session.Loaded) error {
 		s := l.Session
 		cs := &clientSession{id: s.ID(), s: s}
+		user := s.Username()
+		cs.username.Store(&user)
 		exp := s.Expiry()
 		var left time.Duration
 		if exp != session.NeverExpire {

@@ -14,7 +14,7 @@ import (
 // Keys of a persistent session in its Store. A client identifier never holds
 // U+0000 [MQTT-1.5.4-2], so it ends the identifier within a key.
 //
-//	m/{id}                  the session: expiry interval and when it went offline
+//	m/{id}                  the session: expiry interval, when it went offline, the username
 //	s/{id}\x00{filter}      a subscription and its options
 //	q/{id}\x00{seq}         a QoS 1 or 2 message owed to the client, queued or inflight
 //	i/{id}\x00{seq}         the packet identifier and state of an inflight message
@@ -65,12 +65,12 @@ func (s *Session) SaveMeta(offline time.Time) {
 	if !s.persistentLocked() {
 		return
 	}
-	var b [12]byte
+	b := make([]byte, 12, 12+len(s.username))
 	binary.BigEndian.PutUint32(b[0:], s.expiry)
 	if !offline.IsZero() {
 		binary.BigEndian.PutUint64(b[4:], uint64(offline.Unix()))
 	}
-	s.store.Set(prefixMeta+s.id, b[:])
+	s.store.Set(prefixMeta+s.id, append(b, s.username...))
 }
 
 // SaveSubscription records a subscription of a persistent session.
@@ -182,11 +182,12 @@ func Load(store Store, limits Limits, now time.Time, fn func(*Loaded) error) err
 		return l
 	}
 	err := store.Scan(prefixMeta, func(key string, v []byte) error {
-		if len(v) != 12 {
+		if len(v) < 12 {
 			return fmt.Errorf("session: %q: %w", key, errCorrupt)
 		}
 		l := get(strings.TrimPrefix(key, prefixMeta))
 		l.Session.expiry = binary.BigEndian.Uint32(v)
+		l.Session.username = string(v[12:])
 		if off := binary.BigEndian.Uint64(v[4:]); off != 0 {
 			l.Offline = time.Unix(int64(off), 0)
 		}

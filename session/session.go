@@ -116,6 +116,7 @@ type Session struct {
 	droppedCnt int64                // messages dropped by the queue policy; guarded by mu
 	store      Store                // nil: memory only; guarded by mu
 	freed      bool                 // the session ended; guarded by mu
+	username   string               // of the last connection; guarded by mu
 	seq        uint64               // last queue position handed out; guarded by mu
 }
 
@@ -133,6 +134,21 @@ func (s *Session) AttachStore(st Store) {
 	s.mu.Lock()
 	s.store = st
 	s.mu.Unlock()
+}
+
+// SetUsername records the username of the session's connection, kept with the
+// session in its store (SaveMeta writes it).
+func (s *Session) SetUsername(u string) {
+	s.mu.Lock()
+	s.username = u
+	s.mu.Unlock()
+}
+
+// Username returns the username of the session's last connection.
+func (s *Session) Username() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.username
 }
 
 // ID returns the client identifier.
