@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/avocet-mqtt/avocet/auth"
@@ -16,16 +17,44 @@ const webhookCloseTimeout = 5 * time.Second
 
 // webhooks are the configured [[webhook]] endpoints. A nil *webhooks (no
 // [[webhook]] entry) leaves the broker's authenticator and hooks as they are.
+//
+// The endpoints reload on SIGHUP: the broker keeps calling the same webhooks,
+// which forward to the endpoints in force. The hooks the broker calls at all are
+// those configured at start; adding a kind of hook takes a restart.
 type webhooks struct {
-	w   *auth.Webhooks
+	w   *swappable
 	log *slog.Logger
 }
 
-// loadWebhooks sets up the [[webhook]] entries of cfg; nil when there are none.
-func loadWebhooks(cfg *config.Config, log *slog.Logger) (*webhooks, error) {
-	if len(cfg.Webhooks) == 0 {
-		return nil, nil
-	}
+// swappable is auth.Hooks forwarding to the *auth.Webhooks in force.
+type swappable struct{ cur atomic.Pointer[auth.Webhooks] }
+
+func (s *swappable) Has(h auth.Hook) bool { return s.cur.Load().Has(h) }
+func (s *swappable) AuthOnRegister(r *auth.RegisterRequest) auth.Result {
+	return s.cur.Load().AuthOnRegister(r)
+}
+func (s *swappable) AuthOnPublish(c *auth.Client, p *auth.PublishRequest) auth.Result {
+	return s.cur.Load().AuthOnPublish(c, p)
+}
+func (s *swappable) AuthOnSubscribe(c *auth.Client, subs []auth.SubscriptionRequest) auth.Result {
+	return s.cur.Load().AuthOnSubscribe(c, subs)
+}
+func (s *swappable) OnRegister(c *auth.Client) { s.cur.Load().OnRegister(c) }
+func (s *swappable) OnSubscribe(c *auth.Client, subs []auth.SubscriptionRequest) {
+	s.cur.Load().OnSubscribe(c, subs)
+}
+func (s *swappable) OnUnsubscribe(c *auth.Client, filters []string) {
+	s.cur.Load().OnUnsubscribe(c, filters)
+}
+func (s *swappable) OnDeliver(c *auth.Client, topic string, payload []byte) {
+	s.cur.Load().OnDeliver(c, topic, payload)
+}
+func (s *swappable) OnClientOffline(c *auth.Client) { s.cur.Load().OnClientOffline(c) }
+func (s *swappable) OnClientGone(c *auth.Client)    { s.cur.Load().OnClientGone(c) }
+func (s *swappable) OnSessionExpired(id string)     { s.cur.Load().OnSessionExpired(id) }
+
+// newWebhooks makes the webhooks of the [[webhook]] entries of cfg.
+func newWebhooks(cfg *config.Config, log *slog.Logger) (*auth.Webhooks, error) {
 	eps := make([]auth.Endpoint, len(cfg.Webhooks))
 	for i, c := range cfg.Webhooks {
 		h, err := auth.ParseHook(c.Hook)
@@ -34,11 +63,40 @@ func loadWebhooks(cfg *config.Config, log *slog.Logger) (*webhooks, error) {
 		}
 		eps[i] = auth.Endpoint{Hook: h, URL: c.URL, Timeout: c.Timeout.Std(), AllowOnError: c.OnError == "allow"}
 	}
-	w, err := auth.NewWebhooks(auth.WebhookOptions{Endpoints: eps, Logger: log})
+	return auth.NewWebhooks(auth.WebhookOptions{Endpoints: eps, Logger: log})
+}
+
+// loadWebhooks sets up the [[webhook]] entries of cfg; nil when there are none.
+func loadWebhooks(cfg *config.Config, log *slog.Logger) (*webhooks, error) {
+	if len(cfg.Webhooks) == 0 {
+		return nil, nil
+	}
+	w, err := newWebhooks(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	return &webhooks{w: w, log: log}, nil
+	wh := &webhooks{w: &swappable{}, log: log}
+	wh.w.cur.Store(w)
+	return wh, nil
+}
+
+// reload puts the endpoints of cfg in force; the old ones send what they have
+// queued in the background.
+func (wh *webhooks) reload(cfg *config.Config) {
+	if wh == nil {
+		return
+	}
+	w, err := newWebhooks(cfg, wh.log)
+	if err != nil {
+		wh.log.Error("webhooks not reloaded; the running ones stay", "err", err)
+		return
+	}
+	old := wh.w.cur.Swap(w)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), webhookCloseTimeout)
+		defer cancel()
+		_ = old.Close(ctx)
+	}()
 }
 
 // authenticator returns builtin, chained with auth_on_register when an
@@ -66,7 +124,7 @@ func (wh *webhooks) close() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), webhookCloseTimeout)
 	defer cancel()
-	if err := wh.w.Close(ctx); err != nil {
+	if err := wh.w.cur.Load().Close(ctx); err != nil {
 		wh.log.Warn("webhook notifications not all sent at shutdown", "err", err)
 	}
 }

@@ -44,12 +44,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "cert" {
 		return runCert(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "ctl" {
+		return runCtl(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("avocet", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: avocet [--config FILE] [--print-config] [--version]\n")
 		fmt.Fprintf(stderr, "       avocet passwd add|delete|list FILE [USER]\n")
-		fmt.Fprintf(stderr, "       avocet cert [--dir DIR] [--days N] [--host h1,h2] [--client NAME ...]\n\n")
+		fmt.Fprintf(stderr, "       avocet cert [--dir DIR] [--days N] [--host h1,h2] [--client NAME ...]\n")
+		fmt.Fprintf(stderr, "       avocet ctl [--admin URL] [--json] COMMAND [key=value ...]   (avocet ctl help)\n\n")
 		fs.PrintDefaults()
 	}
 	configFile := fs.String("config", "", "TOML configuration `file`; without it every setting takes its default")
@@ -85,15 +89,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	log := newLogger(cfg.Log, level, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	reload := func(b *broker.Broker) {
+	reload := func(b *broker.Broker) *config.Config {
 		nc, err := load()
 		if err != nil {
 			log.Error("configuration not reloaded; the running one stays", "err", err)
-			return
+			return nil
 		}
 		level.Set(nc.Log.Level.Slog())
 		b.SetLimits(limitsFrom(nc))
 		log.Info("configuration reloaded", "log_level", string(nc.Log.Level))
+		return nc
 	}
 	if err := serve(ctx, cfg, log, stdout, reload); err != nil {
 		log.Error("avocet stopped", "err", err)
@@ -113,8 +118,9 @@ func newLogger(c config.Log, level *slog.LevelVar, w io.Writer) *slog.Logger {
 
 // serve runs the broker until ctx is done.
 // serve runs the broker until ctx is done; on SIGHUP it calls reload, which
-// applies what can change without a restart.
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.Writer, reload func(*broker.Broker)) error {
+// applies what can change without a restart and returns the new configuration
+// (nil when it was refused).
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.Writer, reload func(*broker.Broker) *config.Config) error {
 	fsync, err := store.ParseFsync(string(cfg.Store.Fsync))
 	if err != nil {
 		return err
@@ -200,7 +206,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		select {
 		case <-hup:
 			reloadAuth()
-			reload(b)
+			if nc := reload(b); nc != nil {
+				hooks.reload(nc)
+			}
 			certs.reload()
 		case <-ctx.Done():
 			done = true
