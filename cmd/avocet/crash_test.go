@@ -35,15 +35,17 @@ func dialClient(t *testing.T, addr string, id string, clean bool) (*mqttClient, 
 
 // TestCrashLosesNoAcknowledgedMessage runs the broker as a child process with
 // fsync "always" under a steady QoS 1 load to an offline persistent session, kills
-// it with SIGKILL at a random moment, starts it again on the same data directory,
-// and checks that every message the publisher got a PUBACK for reaches the
-// subscriber.
+// it with SIGKILL at a random moment (or stops it with SIGTERM), starts it again on
+// the same data directory, and checks that every message the publisher got a
+// PUBACK for reaches the subscriber.
 func TestCrashLosesNoAcknowledgedMessage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts and kills broker processes")
 	}
-	for round := range 3 {
-		t.Run(fmt.Sprintf("round=%d", round), func(t *testing.T) {
+	// Three crashes at random moments, then a graceful stop (SIGTERM: drain,
+	// flush, exit), which must lose nothing either.
+	for round, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGKILL, syscall.SIGKILL, syscall.SIGTERM} {
+		t.Run(fmt.Sprintf("round=%d/signal=%s", round, sig), func(t *testing.T) {
 			dir := t.TempDir()
 			// No queue limit: every acknowledged message must be kept, none dropped by policy.
 			cfg := withStore(testConfig+"max_queued_messages = 0\n", dir) + "fsync = \"always\"\n"
@@ -79,7 +81,7 @@ func TestCrashLosesNoAcknowledgedMessage(t *testing.T) {
 		load:
 			for {
 				if !killed && time.Now().After(killAt) {
-					_ = cmd.Process.Signal(syscall.SIGKILL)
+					_ = cmd.Process.Signal(sig)
 					killed = true
 				}
 				if !killed && len(sent) < 100 {
