@@ -26,6 +26,9 @@ const (
 	writeBufferSize = 4096
 )
 
+// writeBatch is how many messages the writer takes from the session at a time.
+const writeBatch = 64
+
 // ctrl is a packet other than an outbound PUBLISH, queued for the writer. The
 // acknowledgements are kept by value, so that queueing one does not allocate.
 type ctrl struct {
@@ -546,6 +549,7 @@ func (c *conn) writeLoop() {
 	var pub mqtt.Publish
 	var aliasOut map[string]uint16
 	var batch []ctrl
+	out := make([]session.Outgoing, 0, writeBatch)
 	first := true
 	for {
 		// Packets from the reader.
@@ -571,25 +575,29 @@ func (c *conn) writeLoop() {
 				return
 			}
 		}
-		// Messages from the session.
-		sent := 0
-		for sent < 64 {
-			d, id, ok := c.cs.s.Next(c.window, time.Now(), c.expired)
-			if !ok {
-				break
+		// Messages from the session, a batch at a time.
+		out = c.cs.s.NextBatch(out[:0], writeBatch, c.window, time.Now(), c.expired)
+		if len(out) > 0 {
+			for i := range out {
+				if out[i].QoS == mqtt.ExactlyOnce {
+					// Once for the batch: its QoS 2 identifiers are durable before any goes out.
+					if !c.durable() {
+						c.shutdown()
+						return
+					}
+					break
+				}
 			}
-			sent++
-			if d.QoS == mqtt.ExactlyOnce && !c.durable() {
-				c.shutdown()
-				return
+			for i := range out {
+				if err := c.writePublish(w, &pub, &out[i].Delivery, out[i].PacketID, false, &aliasOut); err != nil {
+					c.shutdown()
+					return
+				}
+				out[i] = session.Outgoing{}
 			}
-			if err := c.writePublish(w, &pub, &d, id, false, &aliasOut); err != nil {
-				c.shutdown()
-				return
+			if len(out) == writeBatch {
+				continue // more may be waiting; look at the reader's packets first
 			}
-		}
-		if sent == 64 {
-			continue // more may be waiting; look at the reader's packets first
 		}
 		if w.Buffered() > 0 {
 			if err := w.Flush(); err != nil {

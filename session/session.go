@@ -259,6 +259,34 @@ func (s *Session) Dropped() int64 {
 func (s *Session) Next(window int, now time.Time, expired func(Delivery)) (d Delivery, packetID uint16, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.nextLocked(window, now, expired)
+}
+
+// Outgoing is a message that NextBatch handed out, with its packet identifier
+// (0 for QoS 0).
+type Outgoing struct {
+	Delivery
+	PacketID uint16
+}
+
+// NextBatch appends to out up to max messages to send, as Next would give them one
+// by one, under one lock: a writer that drains a busy session takes the lock once
+// per batch, not once per message, so publishers filling the queue do not starve it.
+func (s *Session) NextBatch(out []Outgoing, max, window int, now time.Time, expired func(Delivery)) []Outgoing {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(out) < max {
+		d, id, ok := s.nextLocked(window, now, expired)
+		if !ok {
+			break
+		}
+		out = append(out, Outgoing{Delivery: d, PacketID: id})
+	}
+	return out
+}
+
+// nextLocked is Next with mu held.
+func (s *Session) nextLocked(window int, now time.Time, expired func(Delivery)) (d Delivery, packetID uint16, ok bool) {
 	for s.queue.len() > 0 {
 		head := s.queue.peek()
 		if head.Msg.Expired(now) { // MQTT 5.0 section 3.3.2.3.3
