@@ -91,11 +91,9 @@ func ctlUsage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "Speaks to the admin API of a running avocet. Parameters are key=value (client-id=X) or\n")
 	fmt.Fprintf(w, "flags (--client-id X, --client_id=X). Exit status: 0 done, 1 the API answered with an error\n")
 	fmt.Fprintf(w, "or could not be reached, 2 usage error, 3 not found.\n\nCommands:\n")
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, c := range ctlCommands {
-		fmt.Fprintf(tw, "  %s %s\t%s\n", c.name, c.args, c.help)
+		fmt.Fprintf(w, "  %s\n      %s\n", strings.TrimSpace(c.name+" "+c.args), c.help)
 	}
-	_ = tw.Flush()
 	fmt.Fprintf(w, "\nFlags:\n")
 	fs.SetOutput(w)
 	fs.PrintDefaults()
@@ -278,14 +276,13 @@ func ctlFind(words []string, params map[string]string) (*ctlCommand, error) {
 
 // ctlClient calls the admin API and prints its answers.
 type ctlClient struct {
-	base    string       // the API's URL without a trailing slash
-	token   string       // sent as a bearer token when set; never printed
-	http    *http.Client // for every request but the trace
-	stream  *http.Client // for the trace: no deadline once the stream began
-	json    bool         // print the API's JSON rather than tables
-	stdout  io.Writer
-	stderr  io.Writer
-	timeout time.Duration
+	base   string       // the API's URL without a trailing slash
+	token  string       // sent as a bearer token when set; never printed
+	http   *http.Client // for every request but the trace
+	stream *http.Client // for the trace: no deadline once the stream began
+	json   bool         // print the API's JSON rather than tables
+	stdout io.Writer
+	stderr io.Writer
 }
 
 func newCtlClient(adminURL, token, tokenFile string, timeout time.Duration) (*ctlClient, error) {
@@ -321,11 +318,10 @@ func newCtlClient(adminURL, token, tokenFile string, timeout time.Duration) (*ct
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.ResponseHeaderTimeout = timeout
 	return &ctlClient{
-		base:    strings.TrimRight(u.String(), "/"),
-		token:   token,
-		http:    &http.Client{Transport: tr, Timeout: timeout},
-		stream:  &http.Client{Transport: tr},
-		timeout: timeout,
+		base:   strings.TrimRight(u.String(), "/"),
+		token:  token,
+		http:   &http.Client{Transport: tr, Timeout: timeout},
+		stream: &http.Client{Transport: tr},
 	}, nil
 }
 
@@ -387,7 +383,7 @@ func (c *ctlClient) show(ctx context.Context, method, path string, query url.Val
 	}
 	if c.json {
 		var buf bytes.Buffer
-		if err := json.Indent(&buf, body, "", "  "); err != nil {
+		if err := json.Indent(&buf, bytes.TrimSpace(body), "", "  "); err != nil {
 			return fmt.Errorf("%s %s: the answer is not JSON: %w", method, path, err)
 		}
 		buf.WriteByte('\n')
@@ -818,7 +814,12 @@ func traceText(ev admin.TraceEvent) string {
 		add("filters=%s", strings.Join(fs, ","))
 	}
 	if ev.PayloadSize != nil {
-		add("size=%d payload=%s", *ev.PayloadSize, payloadText(ev.Payload, ev.PayloadBase64, ev.Truncated, tracePreview))
+		add("size=%d", *ev.PayloadSize)
+		if ev.PayloadBase64 != "" {
+			add("payload_base64=%s", strings.TrimPrefix(payloadText("", ev.PayloadBase64, ev.Truncated, tracePreview), "base64 "))
+		} else {
+			add("payload=%s", payloadText(ev.Payload, "", ev.Truncated, tracePreview))
+		}
 	}
 	return b.String()
 }
@@ -868,16 +869,17 @@ func subID(id uint32) string {
 }
 
 // payloadText shows a payload preview quoted, cut to max characters, with
-// "..." when there is more; a binary payload shows as base64:....
+// "..." when there is more; a binary payload shows as "base64 " and its
+// preview in base64.
 func payloadText(text, b64 string, truncated bool, max int) string {
 	if b64 != "" {
 		if len(b64) > max {
 			b64, truncated = b64[:max], true
 		}
 		if truncated {
-			return "base64:" + b64 + "..."
+			b64 += "..."
 		}
-		return "base64:" + b64
+		return "base64 " + b64
 	}
 	if r := []rune(text); len(r) > max {
 		text, truncated = string(r[:max]), true
