@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/avocet-mqtt/avocet/internal/fileutil"
 	"github.com/avocet-mqtt/avocet/mqtt"
 )
 
@@ -28,7 +29,7 @@ type ruleSet struct {
 	anon     *ruleList            // topic lines before any user line
 	users    map[string]*ruleList // topic lines under a user line
 	patterns ruleList             // pattern lines
-	stamp    stamp                // the file version parsed
+	stamp    fileutil.Stamp       // the file version parsed
 }
 
 // ruleList holds rules sorted by what they do, so a check reads only the
@@ -65,7 +66,7 @@ func LoadACL(path string) (*ACL, error) {
 func (a *ACL) Reload() error {
 	a.reload.Lock()
 	defer a.reload.Unlock()
-	data, st, err := readFile(a.path)
+	data, st, err := fileutil.ReadFile(a.path, 0)
 	if err != nil {
 		return fmt.Errorf("acl file: %w", err)
 	}
@@ -81,7 +82,7 @@ func (a *ACL) Reload() error {
 // Watch polls the file every interval and calls Reload when it changes, until
 // ctx is done, as Passwords.Watch does.
 func (a *ACL) Watch(ctx context.Context, interval time.Duration, onError func(error)) {
-	watch(ctx, a.path, interval, func() stamp { return a.rules.Load().stamp }, a.Reload, onError)
+	fileutil.Watch(ctx, []string{a.path}, interval, func() []fileutil.Stamp { return []fileutil.Stamp{a.rules.Load().stamp} }, a.Reload, onError)
 }
 
 // CanPublish reports whether the client may publish to topic: whether a rule

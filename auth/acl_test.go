@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/avocet-mqtt/avocet/internal/fileutil"
 )
 
 const testACL = `# Anonymous clients: the lines before any user line.
@@ -216,12 +218,12 @@ func TestACLReloadAndWatch(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the broken file was not reported")
 	}
-	if err := writeFileAtomic(path, []byte("topic read c/#\n"), 0o600); err != nil {
+	if err := fileutil.WriteAtomic(path, []byte("topic read c/#\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return a.CanReceive("c", "", "c/x") })
 	for i := range 20 { // checks run while rules are replaced
-		if err := writeFileAtomic(path, fmt.Appendf(nil, "topic read c/#\ntopic read d/%d\n", i), 0o600); err != nil {
+		if err := fileutil.WriteAtomic(path, fmt.Appendf(nil, "topic read c/#\ntopic read d/%d\n", i), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		if !a.CanReceive("c", "", "c/x") {

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/avocet-mqtt/avocet/internal/fileutil"
 )
 
 // benchACL writes and loads an ACL of users × rules topic lines, each user's
@@ -23,7 +25,7 @@ func benchACL(b *testing.B, users, rules, patterns int) *ACL {
 		fmt.Fprintf(&s, "pattern readwrite p%d/%%u/%%c/#\n", p)
 	}
 	path := filepath.Join(b.TempDir(), "acl")
-	if err := writeFileAtomic(path, []byte(s.String()), 0o600); err != nil {
+	if err := fileutil.WriteAtomic(path, []byte(s.String()), 0o600); err != nil {
 		b.Fatal(err)
 	}
 	a, err := LoadACL(path)

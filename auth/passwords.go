@@ -5,16 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/avocet-mqtt/avocet/internal/fileutil"
 )
 
 // Errors of Passwords' methods, for errors.Is.
@@ -34,7 +33,7 @@ type Passwords struct {
 	mu    sync.RWMutex
 	users map[string]*hash // guarded by mu; replaced whole by a reload
 	dummy *hash            // guarded by mu; verified for unknown users
-	stamp stamp            // guarded by mu; the file version loaded last
+	stamp fileutil.Stamp   // guarded by mu; the file version loaded last
 }
 
 // NewPasswords returns an empty set, not tied to a file: Reload and Watch
@@ -65,7 +64,7 @@ func (p *Passwords) Reload() error {
 	}
 	p.reload.Lock()
 	defer p.reload.Unlock()
-	data, st, err := readFile(p.path)
+	data, st, err := fileutil.ReadFile(p.path, 0)
 	if err != nil {
 		return fmt.Errorf("password file: %w", err)
 	}
@@ -95,13 +94,13 @@ func (p *Passwords) Watch(ctx context.Context, interval time.Duration, onError f
 		}
 		return
 	}
-	watch(ctx, p.path, interval, p.currentStamp, p.Reload, onError)
+	fileutil.Watch(ctx, []string{p.path}, interval, p.currentStamps, p.Reload, onError)
 }
 
-func (p *Passwords) currentStamp() stamp {
+func (p *Passwords) currentStamps() []fileutil.Stamp {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	return p.stamp
+	return []fileutil.Stamp{p.stamp}
 }
 
 // Check reports whether password is username's. The hash comparison takes
@@ -200,7 +199,7 @@ func (p *Passwords) Save(path string) error {
 		b.WriteByte('\n')
 	}
 	p.mu.RUnlock()
-	return writeFileAtomic(path, b.Bytes(), 0o600)
+	return fileutil.WriteAtomic(path, b.Bytes(), 0o600)
 }
 
 // ValidUsername checks a username for a password file: not empty, valid
@@ -297,53 +296,4 @@ func less(a, b cost) bool {
 		return a.params.time < b.params.time
 	}
 	return a.params.threads < b.params.threads
-}
-
-// writeFileAtomic replaces path with data: a temporary file in the same
-// directory is written, synced and renamed over path, and the directory is
-// synced so the rename survives a crash.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
-	if target, err := filepath.EvalSymlinks(path); err == nil {
-		path = target
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	if err = d.Sync(); err != nil {
-		d.Close()
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return d.Close()
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/avocet-mqtt/avocet/internal/fileutil"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -258,7 +259,7 @@ func TestCheckDuringReload(t *testing.T) {
 		if i%2 == 1 {
 			content = two
 		}
-		if err := writeFileAtomic(path, []byte(content), 0o600); err != nil {
+		if err := fileutil.WriteAtomic(path, []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		if err := p.Reload(); err != nil {
@@ -293,13 +294,13 @@ func TestPasswordsWatch(t *testing.T) {
 
 	// The same size and, likely, the same modification time: the new inode
 	// still shows the change.
-	if err := writeFileAtomic(path, []byte("alice:"+encoded(t, "two")+"\n"), 0o600); err != nil {
+	if err := fileutil.WriteAtomic(path, []byte("alice:"+encoded(t, "two")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return p.Check("alice", []byte("two")) })
 
 	// A broken file is reported once and the set stays.
-	if err := writeFileAtomic(path, []byte("broken\n"), 0o600); err != nil {
+	if err := fileutil.WriteAtomic(path, []byte("broken\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -11,12 +11,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/avocet-mqtt/avocet/internal/fileutil"
 )
 
 // backdate is how far before now issued certificates become valid, so that a
@@ -142,16 +141,17 @@ func (k *KeyPair) TLSCertificate() cryptotls.Certificate {
 // WriteFiles writes the certificate to certFile (mode 0644) and the key to
 // keyFile (mode 0600). Each file is replaced atomically, by renaming a new
 // file over it, so that a Server watching them never reads one half written;
-// the certificate is written first.
+// the certificate is written first. When a file is a symbolic link, the file
+// it points to is replaced.
 func (k *KeyPair) WriteFiles(certFile, keyFile string) error {
 	keyPEM, err := k.KeyPEM()
 	if err != nil {
 		return fmt.Errorf("key file %s: %w", keyFile, err)
 	}
-	if err := writeFileAtomic(certFile, k.CertPEM(), 0o644); err != nil {
+	if err := fileutil.WriteAtomic(certFile, k.CertPEM(), 0o644); err != nil {
 		return fmt.Errorf("certificate file %s: %w", certFile, err)
 	}
-	if err := writeFileAtomic(keyFile, keyPEM, 0o600); err != nil {
+	if err := fileutil.WriteAtomic(keyFile, keyPEM, 0o600); err != nil {
 		return fmt.Errorf("key file %s: %w", keyFile, err)
 	}
 	return nil
@@ -160,7 +160,7 @@ func (k *KeyPair) WriteFiles(certFile, keyFile string) error {
 // LoadKeyPair reads a certificate and its private key from PEM files, as
 // WriteFiles writes them. Errors name the file.
 func LoadKeyPair(certFile, keyFile string) (*KeyPair, error) {
-	certPEM, _, err := readFile(certFile)
+	certPEM, _, err := fileutil.ReadFile(certFile, maxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("certificate file: %w", err)
 	}
@@ -168,7 +168,7 @@ func LoadKeyPair(certFile, keyFile string) (*KeyPair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certificate file %s: %w", certFile, err)
 	}
-	keyPEM, _, err := readFile(keyFile)
+	keyPEM, _, err := fileutil.ReadFile(keyFile, maxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("key file: %w", err)
 	}
@@ -180,32 +180,4 @@ func LoadKeyPair(certFile, keyFile string) (*KeyPair, error) {
 		return nil, fmt.Errorf("key file %s does not hold the private key of the certificate in %s", keyFile, certFile)
 	}
 	return &KeyPair{Cert: certs[0], Key: key}, nil
-}
-
-// writeFileAtomic writes data to a new file beside path with mode perm,
-// syncs it and renames it over path.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/avocet-mqtt/avocet/internal/fileutil"
 )
 
 // The values of Config.MinVersion.
@@ -24,6 +26,10 @@ const (
 	Version12 = "1.2"
 	Version13 = "1.3"
 )
+
+// maxFileSize bounds what the certificate, key and CA files are read up to:
+// certificate bundles are far smaller, so a larger file is not one.
+const maxFileSize = 4 << 20
 
 // ALPNMQTT is the ALPN protocol identifier of MQTT (IANA "mqtt"), which the
 // command offers on tls listeners.
@@ -69,7 +75,7 @@ type Server struct {
 type loaded struct {
 	conf   *cryptotls.Config // returned by GetConfigForClient
 	leaf   *x509.Certificate
-	stamps []stamp // of Server.files, as read
+	stamps []fileutil.Stamp // of Server.files, as read
 }
 
 // New checks cfg, loads its files and returns a Server ready to serve them.
@@ -200,7 +206,7 @@ func (s *Server) Reload() error {
 // examined, is reported once through onError (which may be nil) and not
 // retried until a file changes again.
 func (s *Server) Watch(ctx context.Context, interval time.Duration, onError func(error)) {
-	watch(ctx, s.files(), interval, func() []stamp { return s.cur.Load().stamps }, s.Reload, onError)
+	fileutil.Watch(ctx, s.files(), interval, func() []fileutil.Stamp { return s.cur.Load().stamps }, s.Reload, onError)
 }
 
 // files lists the files a Server reads, in the order of loaded.stamps.
@@ -214,7 +220,7 @@ func (s *Server) files() []string {
 
 // load reads and checks the files and builds the configuration they give.
 func (s *Server) load() (*loaded, error) {
-	certPEM, certStamp, err := readFile(s.cfg.CertFile)
+	certPEM, certStamp, err := fileutil.ReadFile(s.cfg.CertFile, maxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("certificate file: %w", err)
 	}
@@ -222,7 +228,7 @@ func (s *Server) load() (*loaded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certificate file %s: %w", s.cfg.CertFile, err)
 	}
-	keyPEM, keyStamp, err := readFile(s.cfg.KeyFile)
+	keyPEM, keyStamp, err := fileutil.ReadFile(s.cfg.KeyFile, maxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("key file: %w", err)
 	}
@@ -244,7 +250,7 @@ func (s *Server) load() (*loaded, error) {
 	}
 	l := &loaded{
 		leaf:   leaf,
-		stamps: []stamp{certStamp, keyStamp},
+		stamps: []fileutil.Stamp{certStamp, keyStamp},
 		conf: &cryptotls.Config{
 			Certificates: []cryptotls.Certificate{pair},
 			MinVersion:   s.minVersion,
@@ -254,7 +260,7 @@ func (s *Server) load() (*loaded, error) {
 		},
 	}
 	if s.cfg.CAFile != "" {
-		caPEM, caStamp, err := readFile(s.cfg.CAFile)
+		caPEM, caStamp, err := fileutil.ReadFile(s.cfg.CAFile, maxFileSize)
 		if err != nil {
 			return nil, fmt.Errorf("CA file: %w", err)
 		}

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/avocet-mqtt/avocet/internal/fileutil"
 )
 
 const day = 24 * time.Hour
@@ -39,7 +41,7 @@ func newPKI(t *testing.T) *pki {
 		t.Fatal(err)
 	}
 	p.caFile = filepath.Join(p.dir, "ca.pem")
-	if err := writeFileAtomic(p.caFile, p.ca.CertPEM(), 0o644); err != nil {
+	if err := fileutil.WriteAtomic(p.caFile, p.ca.CertPEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p.certFile, p.keyFile = filepath.Join(p.dir, "server.pem"), filepath.Join(p.dir, "server.key")
@@ -406,7 +408,7 @@ func TestReloadKeepsOldOnFailureAndConnections(t *testing.T) {
 	oldSerial := p.server.Cert.SerialNumber
 
 	// A certificate file that is not PEM: the reload fails and names it.
-	if err := writeFileAtomic(p.certFile, []byte("garbage"), 0o644); err != nil {
+	if err := fileutil.WriteAtomic(p.certFile, []byte("garbage"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Reload(); err == nil || !strings.Contains(err.Error(), p.certFile) {
@@ -417,7 +419,7 @@ func TestReloadKeepsOldOnFailureAndConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := writeFileAtomic(p.certFile, next.CertPEM(), 0o644); err != nil {
+	if err := fileutil.WriteAtomic(p.certFile, next.CertPEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Reload(); err == nil || !strings.Contains(err.Error(), "does not hold the private key") {
@@ -469,7 +471,7 @@ func TestReloadCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := writeFileAtomic(p.caFile, ca2.CertPEM(), 0o644); err != nil {
+	if err := fileutil.WriteAtomic(p.caFile, ca2.CertPEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Reload(); err != nil {
@@ -503,7 +505,7 @@ func TestWatch(t *testing.T) {
 	defer cancel()
 
 	// A bad key is reported once, and the certificate stays.
-	if err := writeFileAtomic(p.keyFile, []byte("garbage"), 0o600); err != nil {
+	if err := fileutil.WriteAtomic(p.keyFile, []byte("garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	select {
