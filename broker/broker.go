@@ -20,9 +20,11 @@ import (
 // Receiver takes the messages of a subscriber that is not a local client session:
 // a bridge, or another node of the cluster. Deliver is called from publishers'
 // goroutines, concurrently, and must not block: a Receiver queues what it cannot
-// send at once. m is shared and read-only.
+// send at once. m is shared and read-only. Deliver reports whether it wrote the
+// broker's SessionStore, so that the publisher's acknowledgement waits until the
+// write is durable.
 type Receiver interface {
-	Deliver(m *mqtt.Message, qos mqtt.QoS, retain bool, subscriptionIDs []uint32)
+	Deliver(m *mqtt.Message, qos mqtt.QoS, retain bool, subscriptionIDs []uint32) (stored bool)
 }
 
 // Stats are the broker's counters. Every field is updated atomically.
@@ -365,8 +367,7 @@ func (b *Broker) deliver(subscriber string, m *mqtt.Message, qos mqtt.QoS, retai
 	case cs != nil:
 		return cs.deliver(b, m, qos, retain, ids, group)
 	case r != nil:
-		r.Deliver(m, qos, retain, ids)
-		return true, false
+		return true, r.Deliver(m, qos, retain, ids)
 	}
 	return false, false
 }

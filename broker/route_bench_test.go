@@ -10,7 +10,10 @@ import (
 
 type countingReceiver struct{ n int }
 
-func (r *countingReceiver) Deliver(*mqtt.Message, mqtt.QoS, bool, []uint32) { r.n++ }
+func (r *countingReceiver) Deliver(*mqtt.Message, mqtt.QoS, bool, []uint32) bool {
+	r.n++
+	return false
+}
 
 // BenchmarkRoute measures routing one message to its subscribers: the match, the
 // choice of recipients and the hand-over, without the network.

@@ -17,7 +17,6 @@ import (
 // ready for the feature: when it lands, its entries leave this list and its
 // keys go back into avocet.example.toml, and nothing else changes here.
 var unavailable = map[string]bool{
-	"bridge":  true, // bridges to other brokers
 	"cluster": true, // clustering
 }
 

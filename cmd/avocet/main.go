@@ -171,17 +171,25 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		_ = b.Close(context.Background())
 		return err
 	}
+	bridges, err := startBridges(cfg.Bridges, b, db, log)
+	if err != nil {
+		ls.closeAll()
+		_ = b.Close(context.Background())
+		return err
+	}
 	if cfg.Admin.Address != "" {
 		srv, err := admin.New(admin.Options{Address: cfg.Admin.Address, Token: cfg.Admin.Token, Broker: b, Store: db,
 			Config: func() *config.Config { return cfg }, Listeners: ls, Drainer: drainer{ls: ls, b: b},
 			Logger: log, Version: version, NodeName: cfg.Node.Name})
 		if err != nil {
+			bridges.stopAll()
 			ls.closeAll()
 			_ = b.Close(context.Background())
 			return err
 		}
 		aln, err := net.Listen("tcp", cfg.Admin.Address)
 		if err != nil {
+			bridges.stopAll()
 			ls.closeAll()
 			_ = b.Close(context.Background())
 			return fmt.Errorf("admin %s: %w", cfg.Admin.Address, err)
@@ -208,6 +216,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 			reloadAuth()
 			if nc := reload(b); nc != nil {
 				hooks.reload(nc)
+				bridges.reload(nc.Bridges)
 			}
 			certs.reload()
 		case <-ctx.Done():
@@ -221,6 +230,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	if err := b.Drain(dctx); err != nil {
 		log.Warn("drain incomplete", "err", err)
 	}
+	bridges.stopAll()
 	sctx, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel2()
 	if err := b.Close(sctx); err != nil {
