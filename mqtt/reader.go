@@ -31,21 +31,29 @@ type Reader struct {
 
 	buf []byte // body storage for packets larger than br's buffer
 
-	connect     Connect
-	connack     Connack
-	publish     Publish
-	puback      Puback
-	pubrec      Pubrec
-	pubrel      Pubrel
-	pubcomp     Pubcomp
-	subscribe   Subscribe
-	suback      Suback
-	unsubscribe Unsubscribe
-	unsuback    Unsuback
-	pingreq     Pingreq
-	pingresp    Pingresp
-	disconnect  Disconnect
-	auth        Auth
+	// The reused packets, made on first use: most connections only ever see a
+	// few types, and an idle connection should cost little memory.
+	connect     *Connect
+	connack     *Connack
+	publish     *Publish
+	puback      *Puback
+	pubrec      *Pubrec
+	pubrel      *Pubrel
+	pubcomp     *Pubcomp
+	subscribe   *Subscribe
+	suback      *Suback
+	unsubscribe *Unsubscribe
+	unsuback    *Unsuback
+	disconnect  *Disconnect
+	auth        *Auth
+}
+
+// reuse returns *p, making it first.
+func reuse[T any](p **T) *T {
+	if *p == nil {
+		*p = new(T)
+	}
+	return *p
 }
 
 // NewReader returns a Reader that reads from br.
@@ -59,36 +67,42 @@ func (r *Reader) Buffered() int { return r.br.Buffered() }
 func (r *Reader) packet(t PacketType) Packet {
 	switch t {
 	case CONNECT:
-		return &r.connect
+		return reuse(&r.connect)
 	case CONNACK:
-		return &r.connack
+		return reuse(&r.connack)
 	case PUBLISH:
-		return &r.publish
+		return reuse(&r.publish)
 	case PUBACK:
-		return &r.puback
+		return reuse(&r.puback)
 	case PUBREC:
-		return &r.pubrec
+		return reuse(&r.pubrec)
 	case PUBREL:
-		return &r.pubrel
+		return reuse(&r.pubrel)
 	case PUBCOMP:
-		return &r.pubcomp
+		return reuse(&r.pubcomp)
 	case SUBSCRIBE:
-		return &r.subscribe
+		return reuse(&r.subscribe)
 	case SUBACK:
-		return &r.suback
+		return reuse(&r.suback)
 	case UNSUBSCRIBE:
-		return &r.unsubscribe
+		return reuse(&r.unsubscribe)
 	case UNSUBACK:
-		return &r.unsuback
+		return reuse(&r.unsuback)
 	case PINGREQ:
-		return &r.pingreq
+		return pingreq
 	case PINGRESP:
-		return &r.pingresp
+		return pingresp
 	case DISCONNECT:
-		return &r.disconnect
+		return reuse(&r.disconnect)
 	}
-	return &r.auth
+	return reuse(&r.auth)
 }
+
+// The empty packets need no storage of their own.
+var (
+	pingreq  = &Pingreq{}
+	pingresp = &Pingresp{}
+)
 
 // ReadPacket reads and decodes the next packet. It returns io.EOF when the stream
 // ends cleanly between packets, io.ErrUnexpectedEOF when it ends inside one, the
