@@ -545,7 +545,16 @@ func (c *conn) disconnect(p *mqtt.Disconnect) error {
 // left, so that a burst leaves in few writes.
 func (c *conn) writeLoop() {
 	defer close(c.writerDone)
-	w := bufio.NewWriterSize(c.nc, writeBufferSize)
+	// The write buffer is held only while there is something to write: an idle
+	// connection gives it back to the pool.
+	w := writers.Get().(*bufio.Writer)
+	w.Reset(c.nc)
+	defer func() {
+		if w != nil {
+			w.Reset(nil)
+			writers.Put(w)
+		}
+	}()
 	var pub mqtt.Publish
 	var aliasOut map[string]uint16
 	var batch []ctrl
@@ -605,14 +614,22 @@ func (c *conn) writeLoop() {
 				return
 			}
 		}
+		w.Reset(nil)
+		writers.Put(w)
+		w = nil
 		select {
 		case <-c.wake:
 		case <-c.cs.s.Notify():
 		case <-c.closed:
 			return
 		}
+		w = writers.Get().(*bufio.Writer)
+		w.Reset(c.nc)
 	}
 }
+
+// writers pools the connections' write buffers.
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufferSize) }}
 
 func (c *conn) expired(session.Delivery) { c.b.stats.MessagesExpired.Add(1) }
 
