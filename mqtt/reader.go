@@ -182,8 +182,8 @@ func (r *Reader) body(rl int) ([]byte, error) {
 		}
 		buf = buf[:len(buf)+step]
 	}
-	if cap(buf) <= 4*chunk {
-		r.buf = buf // keep moderate buffers for the next large packet; drop huge ones
+	if cap(buf) <= chunk {
+		r.buf = buf // keep a moderate buffer for the next large packet; drop larger ones
 	} else {
 		r.buf = nil
 	}
