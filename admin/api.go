@@ -34,6 +34,13 @@ type Status struct {
 	ProtocolErrors int64           `json:"protocol_errors"`
 	Store          *StoreStatus    `json:"store,omitempty"` // absent when sessions live in memory only
 	Listeners      []ListenerInfo  `json:"listeners"`
+	Bridges        BridgeSummary   `json:"bridges"`
+}
+
+// BridgeSummary counts the running bridges; GET /api/v1/bridges lists them.
+type BridgeSummary struct {
+	Count     int `json:"count"`
+	Connected int `json:"connected"` // those connected to their remote broker now
 }
 
 // ConnectionStats are the broker's network connections and clients.
@@ -131,6 +138,12 @@ func (s *Server) currentStatus() Status {
 		ProtocolErrors: st.ProtocolErrors.Load(),
 		Listeners:      s.listenerList(),
 	}
+	for _, br := range s.bridgeList() {
+		out.Bridges.Count++
+		if br.Connected {
+			out.Bridges.Connected++
+		}
+	}
 	if s.b.Draining() {
 		out.Health = "draining"
 	}
@@ -150,6 +163,19 @@ func (s *Server) currentStatus() Status {
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.currentStatus())
+}
+
+// ---------------------------------------------------------------------------
+// Bridges
+
+// listBridges answers a page of the running bridges, sorted by name.
+func (s *Server) listBridges(w http.ResponseWriter, r *http.Request) {
+	limit, offset, err := pagination(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, paginate(s.bridgeList(), limit, offset))
 }
 
 // ---------------------------------------------------------------------------

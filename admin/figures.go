@@ -1,10 +1,14 @@
 package admin
 
 import (
+	"cmp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/avocet-mqtt/avocet/bridge"
 )
 
 // The $SYS topics whose values the status and the metrics share with the
@@ -82,6 +86,20 @@ func (s *Server) listenerList() []ListenerInfo {
 	if l == nil {
 		l = []ListenerInfo{}
 	}
+	return l
+}
+
+// bridgeList returns the bridges sorted by name, none when the server has
+// no Bridges.
+func (s *Server) bridgeList() []bridge.Status {
+	if s.opts.Bridges == nil {
+		return []bridge.Status{}
+	}
+	l := slices.Clone(s.opts.Bridges())
+	if l == nil {
+		return []bridge.Status{}
+	}
+	slices.SortFunc(l, func(a, b bridge.Status) int { return cmp.Compare(a.Name, b.Name) })
 	return l
 }
 

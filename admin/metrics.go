@@ -71,6 +71,8 @@ type collector struct {
 	storeWritten, storePending                                          metric
 	listenerUp, listenerConnections, listenerAccepted, listenerRejected metric
 	traceDropped                                                        metric
+	bridgeConnected, bridgeQueued, bridgeMessages                       metric
+	bridgeDropped, bridgeReconnects                                     metric
 }
 
 func newCollector(s *Server) *collector {
@@ -116,6 +118,12 @@ func newCollector(s *Server) *collector {
 		listenerRejected:    newMetric("avocet_listener_rejected_total", "Connections the listener turned away.", counter, "listener"),
 
 		traceDropped: newMetric("avocet_trace_events_dropped_total", "Trace events the admin API dropped because a trace client read too slowly.", counter),
+
+		bridgeConnected:  newMetric("avocet_bridge_connected", "1 while the bridge is connected to its remote broker, else 0.", gauge, "bridge"),
+		bridgeQueued:     newMetric("avocet_bridge_queued_messages", "Outbound messages the bridge holds until the remote acknowledges them.", gauge, "bridge"),
+		bridgeMessages:   newMetric("avocet_bridge_messages_total", "Messages the bridge forwarded, by direction: in from the remote, out to it.", counter, "bridge", "direction"),
+		bridgeDropped:    newMetric("avocet_bridge_dropped_total", "Outbound messages the bridge dropped because its queue was full.", counter, "bridge"),
+		bridgeReconnects: newMetric("avocet_bridge_reconnects_total", "Connections the bridge made to its remote after the first.", counter, "bridge"),
 	}
 }
 
@@ -130,6 +138,7 @@ func (c *collector) metrics() []metric {
 		c.storeSize, c.storeBatches, c.storeLastBatch, c.storeFailures, c.storeWritten, c.storePending,
 		c.listenerUp, c.listenerConnections, c.listenerAccepted, c.listenerRejected,
 		c.traceDropped,
+		c.bridgeConnected, c.bridgeQueued, c.bridgeMessages, c.bridgeDropped, c.bridgeReconnects,
 	}
 }
 
@@ -216,6 +225,21 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 
 	i(c.traceDropped, s.traceDropped.Load())
+
+	// The bridges are read anew at every scrape: a reload adds and removes
+	// them, and their series come and go with them.
+	for _, br := range s.bridgeList() {
+		connected := 0.0
+		if br.Connected {
+			connected = 1
+		}
+		emit(c.bridgeConnected, connected, br.Name)
+		i(c.bridgeQueued, int64(br.Queued), br.Name)
+		i(c.bridgeMessages, br.ForwardedIn, br.Name, "in")
+		i(c.bridgeMessages, br.ForwardedOut, br.Name, "out")
+		i(c.bridgeDropped, br.Dropped, br.Name)
+		i(c.bridgeReconnects, br.Reconnects, br.Name)
+	}
 }
 
 // connackRefusal marks the reason codes a CONNACK refuses with (MQTT 5.0

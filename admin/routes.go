@@ -31,6 +31,7 @@ func (s *Server) routeTable() []route {
 		{method: "GET", pattern: "/api/v1/listeners", handler: s.listListeners},
 		{method: "POST", pattern: "/api/v1/listeners/{name}/stop", handler: s.stopListener},
 		{method: "POST", pattern: "/api/v1/listeners/{name}/start", handler: s.startListener},
+		{method: "GET", pattern: "/api/v1/bridges", handler: s.listBridges},
 		{method: "GET", pattern: "/api/v1/sessions", handler: s.listSessions},
 		{method: "GET", pattern: "/api/v1/sessions/{client_id}", handler: s.showSession},
 		{method: "POST", pattern: "/api/v1/sessions/{client_id}/disconnect", handler: s.disconnectSession},

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/avocet-mqtt/avocet/bridge"
 	"github.com/avocet-mqtt/avocet/broker"
 	"github.com/avocet-mqtt/avocet/config"
 	"github.com/avocet-mqtt/avocet/store"
@@ -88,6 +89,11 @@ type Options struct {
 	Listeners Listeners
 	// Drainer serves POST /api/v1/drain; nil makes it answer 501.
 	Drainer Drainer
+	// Bridges returns the status of every running bridge, for the API, the
+	// metrics and the status page; nil when there are no bridges. It is
+	// called from HTTP handlers and metric scrapes, concurrently, and must
+	// not block. The slice is the caller's.
+	Bridges func() []bridge.Status
 
 	Logger   *slog.Logger // nil: slog.Default()
 	Version  string       // shown on the status page and in avocet_info; empty: the broker's Options.Version

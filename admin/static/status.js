@@ -96,6 +96,7 @@
     }
 
     renderListeners(st.listeners || []);
+    updateBridges(st.bridges || { count: 0, connected: 0 });
 
     if (previous !== null && at > previous.at) {
       const dt = (at - previous.at) / 1000;
@@ -143,6 +144,54 @@
       rows.push(tr);
     }
     body.replaceChildren(...rows);
+  }
+
+  // updateBridges shows the Bridges panel while any bridge runs, and fetches
+  // their rows from api/v1/bridges, which the status only counts.
+  async function updateBridges(sum) {
+    const panel = $("bridges-panel");
+    set("bridges-count", count(sum.count), sum.count);
+    set("bridges-connected", count(sum.connected), sum.connected);
+    if (sum.count === 0) {
+      panel.hidden = true;
+      $("bridges-body").replaceChildren();
+      return;
+    }
+    try {
+      const res = await fetch("api/v1/bridges?limit=1000", { cache: "no-store", credentials: "same-origin" });
+      if (!res.ok) return;
+      const page = await res.json();
+      renderBridges(page.items || []);
+      panel.hidden = false;
+    } catch (err) {
+      // The next poll tries again; the status poll reports an unreachable server.
+    }
+  }
+
+  function renderBridges(list) {
+    const rows = [];
+    for (const b of list) {
+      const tr = document.createElement("tr");
+      tr.dataset.bridge = b.name;
+      const cells = [
+        [b.name, ""],
+        [b.connected ? "connected" : "disconnected", b.connected ? "ok" : "warn"],
+        [b.address || "\u2013", ""],
+        [count(b.queued), "num"],
+        [count(b.forwarded_in), "num"],
+        [count(b.forwarded_out), "num"],
+        [count(b.dropped), "num"],
+        [count(b.reconnects), "num"],
+      ];
+      for (const [text, cls] of cells) {
+        const td = document.createElement("td");
+        td.textContent = text;
+        if (cls) td.className = cls;
+        tr.appendChild(td);
+      }
+      rows.push(tr);
+    }
+    $("bridges-body").replaceChildren(...rows);
   }
 
   // tick labels an axis value with no more digits than it needs.

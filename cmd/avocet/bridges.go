@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"reflect"
+	"sync"
 	"time"
 
 	"github.com/avocet-mqtt/avocet/bridge"
@@ -15,11 +16,16 @@ import (
 // bridgeStopTimeout bounds the stop of one bridge.
 const bridgeStopTimeout = 5 * time.Second
 
-// bridgeSet is the running bridges, by name. Only serve's goroutine uses it.
+// bridgeSet is the running bridges, by name. Only serve's goroutine starts,
+// stops and reloads them; statuses may be called from any goroutine.
 type bridgeSet struct {
-	b       *broker.Broker
-	st      session.Store
-	log     *slog.Logger
+	b   *broker.Broker
+	st  session.Store
+	log *slog.Logger
+
+	// mu guards running against statuses: serve's goroutine, its only
+	// writer, holds it to change the map and reads it without.
+	mu      sync.Mutex
 	running map[string]*bridge.Bridge
 }
 
@@ -44,7 +50,9 @@ func (s *bridgeSet) start(c config.Bridge) error {
 	if err := br.Start(); err != nil {
 		return err
 	}
+	s.mu.Lock()
 	s.running[c.Name] = br
+	s.mu.Unlock()
 	s.log.Info("bridge started", "bridge", c.Name, "address", []string(c.Addresses))
 	return nil
 }
@@ -55,7 +63,26 @@ func (s *bridgeSet) stop(name string) {
 	if err := s.running[name].Stop(ctx); err != nil {
 		s.log.Error("bridge stop failed", "bridge", name, "err", err)
 	}
+	s.mu.Lock()
 	delete(s.running, name)
+	s.mu.Unlock()
+}
+
+// statuses returns the status of every running bridge, for the admin
+// server. It holds the set's lock only to copy the map, so that a reload
+// stopping a bridge does not hold it up.
+func (s *bridgeSet) statuses() []bridge.Status {
+	s.mu.Lock()
+	running := make([]*bridge.Bridge, 0, len(s.running))
+	for _, br := range s.running {
+		running = append(running, br)
+	}
+	s.mu.Unlock()
+	out := make([]bridge.Status, 0, len(running))
+	for _, br := range running {
+		out = append(out, br.Status())
+	}
+	return out
 }
 
 // stopAll stops every bridge; their queues stay in the store.

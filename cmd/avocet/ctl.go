@@ -25,6 +25,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/avocet-mqtt/avocet/admin"
+	"github.com/avocet-mqtt/avocet/bridge"
 	"github.com/avocet-mqtt/avocet/broker"
 )
 
@@ -55,7 +56,7 @@ type ctlCommand struct {
 
 // ctlCommands lists every command, in the order the usage shows them.
 var ctlCommands = []ctlCommand{
-	{name: "status", help: "the node at a glance: connections, sessions, messages, store, listeners",
+	{name: "status", help: "the node at a glance: connections, sessions, messages, store, bridges, listeners",
 		run: ctlStatus},
 	{name: "session list", args: "[client-id=GLOB] [username=U] [online=true|false] [limit=N] [offset=N]",
 		help: "sessions, online or not; GLOB takes * and ?",
@@ -78,6 +79,8 @@ var ctlCommands = []ctlCommand{
 		keys: []string{"name"}, need: []string{"name"}, run: ctlListenerStop},
 	{name: "listener start", args: "name=N", help: "start a stopped listener",
 		keys: []string{"name"}, need: []string{"name"}, run: ctlListenerStart},
+	{name: "bridge list", args: "[limit=N] [offset=N]", help: "bridges: connected or not, queued and forwarded messages",
+		keys: []string{"limit", "offset"}, run: ctlBridgeList},
 	{name: "config show", help: "the configuration in effect, secrets masked", run: ctlConfigShow},
 	{name: "drain", help: "stop the listeners and disconnect every client (5.0: 0x8B); the process stays",
 		run: ctlDrain},
@@ -452,6 +455,7 @@ func ctlStatus(ctx context.Context, c *ctlClient, _ map[string]string) error {
 		row("bytes", "%s received, %s sent", sizeIEC(st.Bytes.Received), sizeIEC(st.Bytes.Sent))
 		row("queues", "%d queued, %d inflight, %s outbound", st.Queued, st.Inflight, sizeIEC(st.OutboundBytes))
 		row("protocol errors", "%d", st.ProtocolErrors)
+		row("bridges", "%d running, %d connected", st.Bridges.Count, st.Bridges.Connected)
 		if s := st.Store; s != nil {
 			row("store", "%s, %s, %d batches (last %.3f ms), %d failures, %d pending",
 				clean(s.Path), sizeIEC(s.Size), s.Batches, s.LastBatchMS, s.Failures, s.Pending)
@@ -629,6 +633,20 @@ func (c *ctlClient) listenerAction(ctx context.Context, name, verb, done string)
 
 // ctlConfigShow prints the configuration as TOML, in the tables and keys of
 // the config file; the server has masked its secrets.
+func ctlBridgeList(ctx context.Context, c *ctlClient, p map[string]string) error {
+	var pg admin.Page[bridge.Status]
+	return c.show(ctx, "GET", "/bridges", query(p, "limit", "offset"), &pg, func() error {
+		err := c.table("BRIDGE\tCONNECTED\tADDRESS\tQUEUED\tIN\tOUT\tDROPPED\tRECONNECTS", func(w io.Writer) {
+			for _, b := range pg.Items {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", clean(b.Name), yesNo(b.Connected), dash(b.Address),
+					b.Queued, b.ForwardedIn, b.ForwardedOut, b.Dropped, b.Reconnects)
+			}
+		})
+		c.pageNote(pg.Total, pg.Offset, len(pg.Items))
+		return err
+	})
+}
+
 func ctlConfigShow(ctx context.Context, c *ctlClient, _ map[string]string) error {
 	var raw json.RawMessage
 	return c.show(ctx, "GET", "/config", nil, &raw, func() error {

@@ -180,7 +180,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	if cfg.Admin.Address != "" {
 		srv, err := admin.New(admin.Options{Address: cfg.Admin.Address, Token: cfg.Admin.Token, Broker: b, Store: db,
 			Config: func() *config.Config { return cfg }, Listeners: ls, Drainer: drainer{ls: ls, b: b},
-			Logger: log, Version: version, NodeName: cfg.Node.Name})
+			Logger: log, Version: version, NodeName: cfg.Node.Name, Bridges: bridges.statuses})
 		if err != nil {
 			bridges.stopAll()
 			ls.closeAll()
