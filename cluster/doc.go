@@ -23,9 +23,16 @@
 // Wire format: every payload begins with a version byte; sizes and counts are
 // bounded, and a malformed payload from a peer is logged and dropped.
 //
-// Not here yet: the node-to-node message links that carry PUBLISH to the nodes
-// NodesFor names, cluster-wide shared subscription groups, client id
-// registration and session takeover across nodes, replication of retained
-// messages, netsplit policies, and wiring into the broker, the configuration and
-// avocet ctl. Nothing listens on the link address yet.
+// Node-to-node links (link.go): a LinkServer accepts links from peers, checks
+// an HMAC of a nonce keyed with the cluster secret, and hands each message to a
+// handler; Links keeps one outgoing link per peer with a bounded, counted queue,
+// batched length-prefixed frames, and reconnection with backoff that keeps
+// queued messages in order. Delivery over a link is at most once for now:
+// exactly once across nodes comes with acknowledgements later. The links are
+// not yet wired into the broker, and Node does not listen on its link address.
+//
+// Not here yet: wiring the links to the routing table and the broker,
+// cluster-wide shared subscription groups, client id registration and session
+// takeover across nodes, replication of retained messages, netsplit policies,
+// and wiring into the configuration and avocet ctl.
 package cluster
