@@ -10,7 +10,7 @@ PKGS      := ./...
 FUZZTIME  ?= 30s
 BENCHTIME ?= 1s
 
-.PHONY: help build run test bench fuzz e2e lint clean
+.PHONY: help build run test bench bench-compare fuzz e2e lint clean
 
 ## help: list the targets
 help:
@@ -33,6 +33,10 @@ test:
 ## bench: run every benchmark with allocation counts
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
+
+## bench-compare: Avocet against Mosquitto and Mochi MQTT with avocet-bench, side by side (env ROUNDS, DURATION, SCENARIOS, QOS, BROKERS, OUT)
+bench-compare:
+	GO=$(GO) ./scripts/bench-compare
 
 ## fuzz: run every fuzz target for FUZZTIME each
 fuzz:
