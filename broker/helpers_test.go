@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -18,6 +19,16 @@ type testBroker struct {
 // startBroker starts a broker with opts (DefaultOptions when nil is passed through
 // mod) on 127.0.0.1:0 and stops it when the test ends.
 func startBroker(t testing.TB, mod func(*Options)) *testBroker {
+	t.Helper()
+	b, addr, stop := runBroker(t, mod)
+	t.Cleanup(stop)
+	return &testBroker{Broker: b, addr: addr}
+}
+
+// runBroker starts a broker with the test options changed by mod, serving
+// 127.0.0.1:0, and returns it with its address and a function that stops it
+// (safe to call more than once).
+func runBroker(t testing.TB, mod func(*Options)) (*Broker, string, func()) {
 	t.Helper()
 	opts := DefaultOptions()
 	opts.SysInterval = 0
@@ -43,16 +54,19 @@ func startBroker(t testing.TB, mod func(*Options)) *testBroker {
 			t.Errorf("Serve: %v", err)
 		}
 	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		<-done
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := b.Close(ctx); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return &testBroker{Broker: b, addr: ln.Addr().String()}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			_ = ln.Close()
+			<-done
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := b.Close(ctx); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+	}
+	return b, ln.Addr().String(), stop
 }
 
 type testWriter struct{ t testing.TB }

@@ -1,11 +1,7 @@
 package broker
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -33,41 +29,21 @@ func startDurable(t *testing.T, dir string) *durableBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := DefaultOptions()
-	opts.SysInterval = 0
-	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	opts.SessionStore = db
-	opts.Retained = ret
-	b, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = b.Serve(ln, "tcp")
-	}()
+	b, addr, stopBroker := runBroker(t, func(o *Options) {
+		o.SessionStore = db
+		o.Retained = ret
+	})
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
-			_ = ln.Close()
-			<-served
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := b.Close(ctx); err != nil {
-				t.Errorf("broker close: %v", err)
-			}
+			stopBroker()
 			if err := db.Close(); err != nil {
 				t.Errorf("store close: %v", err)
 			}
 		})
 	}
 	t.Cleanup(stop)
-	return &durableBroker{Broker: b, addr: ln.Addr().String(), stop: stop}
+	return &durableBroker{Broker: b, addr: addr, stop: stop}
 }
 
 // TestRestartKeepsSessionsQueuesAndRetained: messages published to an offline
