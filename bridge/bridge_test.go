@@ -42,7 +42,7 @@ func TestOutPrefixAndQoS(t *testing.T) {
 	if !slices.Equal(msgs, want) {
 		t.Errorf("remote subscriber got\n%v\nwant\n%v", msgs, want)
 	}
-	if s := br.Status(); s.ForwardedOut != int64(len(want)) || s.Queued != 0 || s.Address != "tcp://"+remote.addr {
+	if s := settled(br, func(s Status) bool { return s.ForwardedOut == int64(len(want)) && s.Queued == 0 }); s.ForwardedOut != int64(len(want)) || s.Queued != 0 || s.Address != "tcp://"+remote.addr {
 		t.Errorf("Status() = %+v, want %d forwarded out, none queued, address tcp://%s", s, len(want), remote.addr)
 	}
 }
@@ -94,7 +94,7 @@ func TestInPrefixRetainACL(t *testing.T) {
 	if msgs := got.wait(t, len(want)); !slices.Equal(msgs, want) {
 		t.Errorf("local subscriber got\n%v\nwant\n%v", msgs, want)
 	}
-	if s := br.Status(); s.ForwardedIn != 4 || s.Denied != 1 {
+	if s := settled(br, func(s Status) bool { return s.ForwardedIn == 4 && s.Denied == 1 }); s.ForwardedIn != 4 || s.Denied != 1 {
 		t.Errorf("Status() = %+v, want 4 forwarded in and 1 denied", s)
 	}
 	if acl.clientID != "bridge:in" || acl.username != "bridge:in" {
@@ -134,7 +134,7 @@ func TestBothWaysNoLoop(t *testing.T) {
 			t.Errorf("%s got %s %d times, want once; all: %v", c.where, c.topic, n, c.s.all())
 		}
 	}
-	if s := br.Status(); s.ForwardedOut != 2 || s.ForwardedIn != 1 {
+	if s := settled(br, func(s Status) bool { return s.ForwardedOut == 2 && s.ForwardedIn == 1 }); s.ForwardedOut != 2 || s.ForwardedIn != 1 {
 		t.Errorf("Status() = %+v, want 2 forwarded out and 1 in", s)
 	}
 }
@@ -189,7 +189,7 @@ func TestRemoteOutageZeroLoss(t *testing.T) {
 		t.Errorf("after the outage the remote got %d messages %v, want 0 to 199 in order", len(p), p)
 	}
 	eventually(t, "queue drained", func() bool { return br.Status().Queued == 0 })
-	if s := br.Status(); s.Reconnects < 1 || s.ForwardedOut != 220 || s.Dropped != 0 {
+	if s := settled(br, func(s Status) bool { return s.ForwardedOut == 220 }); s.Reconnects < 1 || s.ForwardedOut != 220 || s.Dropped != 0 {
 		t.Errorf("Status() = %+v, want a reconnect, 220 forwarded, none dropped", s)
 	}
 }

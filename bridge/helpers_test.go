@@ -249,6 +249,19 @@ func freeAddr(t testing.TB) string {
 	return addr
 }
 
+// settled polls the bridge's status until cond holds, because the counters move
+// a moment after the messages they count arrive, and returns the last status.
+func settled(br *Bridge, cond func(Status) bool) Status {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s := br.Status()
+		if cond(s) || time.Now().After(deadline) {
+			return s
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // eventually polls cond until it holds or 20 seconds pass.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
