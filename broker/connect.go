@@ -394,7 +394,10 @@ func (b *Broker) disconnected(c *conn, err error) {
 			hk.OnClientOffline(c.info())
 		}
 	}
-	cs.s.DropQoS0()
+	// QoS 0 messages queued for the connection that just ended are not kept.
+	for range cs.s.DropQoS0() {
+		b.stats.drop(&b.stats.DroppedOffline)
+	}
 	b.redistribute(cs)
 }
 
