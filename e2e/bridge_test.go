@@ -175,26 +175,8 @@ func pahoWait(t *testing.T, what string, tok paho.Token) {
 // its bridge is connected.
 func startBridgedAvocet(t *testing.T, remote string) *avocet {
 	t.Helper()
-	bin := avocetBinary(t)
 	dir := t.TempDir()
-	file := filepath.Join(dir, "avocet.toml")
-	if err := os.WriteFile(file, fmt.Appendf(nil, bridgeConfig, filepath.Join(dir, "data"), remote), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := startProcess(t, dir, bin, "--config", file)
-	a := &avocet{p: p}
-	t.Cleanup(func() { a.stop(t) })
-	listening := func() bool {
-		for _, l := range p.stdout.lines() {
-			if f := strings.Fields(l); len(f) == 3 && f[0] == "listening" && f[1] == "tcp" {
-				a.tcp = f[2]
-			}
-		}
-		return a.tcp != "" || p.exited()
-	}
-	if !poll(30*time.Second, listening) || a.tcp == "" {
-		t.Fatalf("avocet did not print its tcp listener\nstdout:\n%s\nstderr:\n%s", p.stdout.String(), p.stderr.String())
-	}
+	a, _ := runAvocet(t, dir, fmt.Appendf(nil, bridgeConfig, filepath.Join(dir, "data"), remote), "tcp")
 	a.waitBridgeConnected(t, 1)
 	return a
 }

@@ -238,34 +238,49 @@ sys_interval = "0s"
 // avocet's log if t failed.
 func startAvocet(t *testing.T) *avocet {
 	t.Helper()
-	bin := avocetBinary(t)
 	dir := t.TempDir()
+	a, addrs := runAvocet(t, dir, fmt.Appendf(nil, avocetConfig, filepath.Join(dir, "data")), "tcp", "ws")
+	a.ws = addrs["ws"]
+	return a
+}
+
+// runAvocet writes cfg to dir/avocet.toml, runs the avocet command with it as
+// startAvocet does, and waits until it has printed "listening <kind> <addr>" for
+// each of kinds. It returns the addresses by kind; a.tcp is set when "tcp" is
+// among them.
+func runAvocet(t *testing.T, dir string, cfg []byte, kinds ...string) (*avocet, map[string]string) {
+	t.Helper()
+	bin := avocetBinary(t)
 	file := filepath.Join(dir, "avocet.toml")
-	if err := os.WriteFile(file, fmt.Appendf(nil, avocetConfig, filepath.Join(dir, "data")), 0o600); err != nil {
+	if err := os.WriteFile(file, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p := startProcess(t, dir, bin, "--config", file)
 	a := &avocet{p: p}
 	t.Cleanup(func() { a.stop(t) })
-	listening := func() bool {
-		for _, l := range p.stdout.lines() {
-			f := strings.Fields(l)
-			if len(f) == 3 && f[0] == "listening" {
-				switch f[1] {
-				case "tcp":
-					a.tcp = f[2]
-				case "ws":
-					a.ws = f[2]
-				}
+	addrs := map[string]string{}
+	all := func() bool {
+		for _, k := range kinds {
+			if addrs[k] == "" {
+				return false
 			}
 		}
-		return (a.tcp != "" && a.ws != "") || p.exited()
+		return true
 	}
-	if !poll(30*time.Second, listening) || a.tcp == "" || a.ws == "" {
-		t.Fatalf("avocet did not print its tcp and ws listeners within 30s\nstdout:\n%s\nstderr:\n%s",
-			p.stdout.String(), p.stderr.String())
+	listening := func() bool {
+		for _, l := range p.stdout.lines() {
+			if f := strings.Fields(l); len(f) == 3 && f[0] == "listening" {
+				addrs[f[1]] = f[2]
+			}
+		}
+		return all() || p.exited()
 	}
-	return a
+	if !poll(30*time.Second, listening) || !all() {
+		t.Fatalf("avocet did not print its %s listeners within 30s\nstdout:\n%s\nstderr:\n%s",
+			strings.Join(kinds, " and "), p.stdout.String(), p.stderr.String())
+	}
+	a.tcp = addrs["tcp"]
+	return a, addrs
 }
 
 // stop sends SIGTERM and checks that avocet exits cleanly and raced nowhere.

@@ -45,35 +45,9 @@ sys_interval = "0s"
 // "listening tcp <addr>" and "listening admin <addr>".
 func startAvocetAdmin(t *testing.T) (mqttAddr, adminAddr string) {
 	t.Helper()
-	bin := avocetBinary(t)
 	dir := t.TempDir()
-	file := filepath.Join(dir, "avocet.toml")
-	if err := os.WriteFile(file, fmt.Appendf(nil, statusConfig, filepath.Join(dir, "data")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := startProcess(t, dir, bin, "--config", file)
-	a := &avocet{p: p}
-	t.Cleanup(func() { a.stop(t) })
-	listening := func() bool {
-		for _, l := range p.stdout.lines() {
-			f := strings.Fields(l)
-			if len(f) == 3 && f[0] == "listening" {
-				switch f[1] {
-				case "tcp":
-					mqttAddr = f[2]
-				case "admin":
-					adminAddr = f[2]
-				}
-			}
-		}
-		return (mqttAddr != "" && adminAddr != "") || p.exited()
-	}
-	if !poll(30*time.Second, listening) || mqttAddr == "" || adminAddr == "" {
-		t.Fatalf("avocet did not print \"listening tcp <addr>\" and \"listening admin <addr>\" within 30s\nstdout:\n%s\nstderr:\n%s",
-			p.stdout.String(), p.stderr.String())
-	}
-	a.tcp = mqttAddr
-	return mqttAddr, adminAddr
+	_, addrs := runAvocet(t, dir, fmt.Appendf(nil, statusConfig, filepath.Join(dir, "data")), "tcp", "admin")
+	return addrs["tcp"], addrs["admin"]
 }
 
 // mqttSubscriber connects an MQTT 5.0 client that subscribes to filter and

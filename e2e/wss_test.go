@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -46,7 +45,6 @@ sys_interval = "0s"
 // host:port, and stops avocet when t ends as startAvocet does.
 func startAvocetWSS(t *testing.T) (*avocet, string) {
 	t.Helper()
-	bin := avocetBinary(t)
 	dir := t.TempDir()
 	ca, err := avtls.GenerateCA("avocet e2e CA", 24*time.Hour)
 	if err != nil {
@@ -60,35 +58,9 @@ func startAvocetWSS(t *testing.T) (*avocet, string) {
 	if err := srv.WriteFiles(certFile, keyFile); err != nil {
 		t.Fatal(err)
 	}
-	file := filepath.Join(dir, "avocet.toml")
 	cfg := fmt.Appendf(nil, avocetWSSConfig, filepath.Join(dir, "data"), certFile, keyFile)
-	if err := os.WriteFile(file, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := startProcess(t, dir, bin, "--config", file)
-	a := &avocet{p: p}
-	t.Cleanup(func() { a.stop(t) })
-	var wss string
-	listening := func() bool {
-		for _, l := range p.stdout.lines() {
-			f := strings.Fields(l)
-			if len(f) != 3 || f[0] != "listening" {
-				continue
-			}
-			switch f[1] {
-			case "tcp":
-				a.tcp = f[2]
-			case "wss":
-				wss = f[2]
-			}
-		}
-		return (a.tcp != "" && wss != "") || p.exited()
-	}
-	if !poll(30*time.Second, listening) || a.tcp == "" || wss == "" {
-		t.Fatalf("avocet did not print its tcp and wss listeners within 30s\nstdout:\n%s\nstderr:\n%s",
-			p.stdout.String(), p.stderr.String())
-	}
-	return a, wss
+	a, addrs := runAvocet(t, dir, cfg, "tcp", "wss")
+	return a, addrs["wss"]
 }
 
 func TestE2EBrowserWSS(t *testing.T) {
