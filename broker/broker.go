@@ -88,6 +88,8 @@ type Broker struct {
 
 	matchPool sync.Pool // *MatchResult
 
+	cluster atomic.Pointer[clusterRef] // nil: a single node; set by SetCluster
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // connection and background goroutines
@@ -301,6 +303,9 @@ func (b *Broker) publish(m *mqtt.Message) (n int, stored bool) {
 			b.log.Warn("retained message not stored", "topic", m.Topic, "err", err)
 		} else {
 			stored = b.opts.SessionStore != nil
+			if cl := b.clusterOf(); cl != nil && !strings.HasPrefix(m.Topic, "$SYS") {
+				cl.Retained(m)
+			}
 		}
 	}
 	n, routed := b.route(m)
@@ -323,7 +328,7 @@ func (b *Broker) route(m *mqtt.Message) (n int, stored bool) {
 	}
 	for i := range res.Groups {
 		g := &res.Groups[i]
-		mem := b.pickMember(g)
+		mem, _ := b.pickMember(g, false)
 		ok, st := b.deliver(mem.Subscriber, m, min(m.QoS, mem.Options.QoS), mem.Options.RetainAsPublished && m.Retain,
 			subIDs(mem.Options.SubscriptionID), mqtt.SharePrefix+g.Group+"/"+g.Filter)
 		if ok {
@@ -367,17 +372,22 @@ func (b *Broker) deliver(subscriber string, m *mqtt.Message, qos mqtt.QoS, retai
 	case cs != nil:
 		return cs.deliver(b, m, qos, retain, ids, group)
 	case r != nil:
+		if gr, ok := r.(GroupReceiver); ok && group != "" {
+			return true, gr.DeliverGroup(m, qos, retain, group)
+		}
 		return true, r.Deliver(m, qos, retain, ids)
 	}
 	return false, false
 }
 
-// pickMember chooses the member of a shared subscription that gets the next message.
-// Members with a connected session are preferred to offline ones.
-func (b *Broker) pickMember(g *GroupMatch) Member {
+// pickMember chooses the member of a shared subscription that gets the next
+// message. Members with a connected session are preferred to offline ones, and,
+// with SharedPreferLocal, members on this node to other nodes. With localOnly,
+// other nodes are never chosen, and ok is false when the group has no member here.
+func (b *Broker) pickMember(g *GroupMatch, localOnly bool) (m Member, ok bool) {
 	members := g.Members
 	if len(members) == 1 {
-		return members[0]
+		return members[0], !localOnly || !IsNode(members[0].Subscriber)
 	}
 	key := g.Group + "/" + g.Filter
 	b.shareMu.Lock()
@@ -391,32 +401,55 @@ func (b *Broker) pickMember(g *GroupMatch) Member {
 	case Sticky:
 		if p := st.sticky.Load(); p != nil {
 			for _, m := range members {
-				if m.Subscriber == *p && b.online(m.Subscriber) {
-					return m
+				if m.Subscriber == *p && (!localOnly || !IsNode(m.Subscriber)) && b.online(m.Subscriber) {
+					return m, true
 				}
 			}
 		}
 	case Random:
-		start := rand.IntN(len(members))
-		return b.firstOnline(members, start)
+		return b.firstOnline(members, rand.IntN(len(members)), localOnly)
 	}
 	start := int(st.next.Add(1) % uint64(len(members)))
-	m := b.firstOnline(members, start)
-	if b.opts.SharedStrategy == Sticky {
+	m, ok = b.firstOnline(members, start, localOnly)
+	if ok && b.opts.SharedStrategy == Sticky {
 		s := m.Subscriber
 		st.sticky.Store(&s)
 	}
-	return m
+	return m, ok
 }
 
-func (b *Broker) firstOnline(members []Member, start int) Member {
-	for i := range members {
-		m := members[(start+i)%len(members)]
-		if b.online(m.Subscriber) {
-			return m
+// firstOnline returns the first member from start on, in this order of
+// preference: a connected local session (or a local receiver); with
+// SharedPreferLocal, before other nodes; another node; an offline local session.
+func (b *Broker) firstOnline(members []Member, start int, localOnly bool) (Member, bool) {
+	preferLocal := localOnly || b.opts.SharedPreferLocal
+	fallback := -1
+	for pass := 0; pass < 2; pass++ {
+		for i := range members {
+			j := (start + i) % len(members)
+			m := members[j]
+			node := IsNode(m.Subscriber)
+			if node && (localOnly || pass == 0 && preferLocal) {
+				continue
+			}
+			if b.online(m.Subscriber) {
+				return m, true
+			}
+			if fallback < 0 && !node {
+				fallback = j
+			}
+		}
+		if !preferLocal || localOnly {
+			break
 		}
 	}
-	return members[start]
+	if fallback >= 0 {
+		return members[fallback], true
+	}
+	if localOnly {
+		return Member{}, false
+	}
+	return members[start], true
 }
 
 // online reports whether subscriber is a session with a connection, or a receiver.

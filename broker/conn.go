@@ -316,6 +316,12 @@ func (c *conn) publish(p *mqtt.Publish) error {
 	case p.Properties.Has(mqtt.PropPayloadFormat) && p.Properties.PayloadFormat == 1 && !utf8.Valid(p.Payload):
 		code = mqtt.PayloadFormatInvalid // [MQTT-3.3.2-4] may be checked by the receiver
 	}
+	if cl := b.clusterOf(); cl != nil && !code.IsError() && !cl.PublishAllowed() {
+		if c.version != mqtt.Version5 && p.QoS > mqtt.AtMostOnce {
+			return errNetsplit
+		}
+		code = mqtt.ImplementationSpecificError
+	}
 	ackQoS := p.QoS // acknowledgements follow the QoS the client sent
 	if hk := b.opts.Hooks; hk != nil && !code.IsError() {
 		req := PublishRequest{Topic: p.Topic, QoS: p.QoS, Retain: p.Retain, Payload: p.Payload}

@@ -162,6 +162,18 @@ func (c *conn) connect(r *mqtt.Reader) bool {
 		c.problemInfo = cp.Properties.ProblemInfo()
 	}
 
+	if cl := b.clusterOf(); cl != nil {
+		records, err := cl.Register(id, cp.CleanStart)
+		if err == nil && records != nil {
+			err = b.ImportSession(records)
+		}
+		if err != nil {
+			c.log.Warn("CONNECT refused: cluster registration", "err", err)
+			c.refuse(v, mqtt.ServerUnavailable)
+			return false
+		}
+	}
+
 	will := willMessage(cp, id)
 	c.connectedAt = time.Now()
 	present := b.attach(c, cp.CleanStart, expiry, will, cp.WillProperties.WillDelay)

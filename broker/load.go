@@ -18,39 +18,17 @@ func (b *Broker) loadSessions() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	err := session.Load(b.opts.SessionStore, limits, start, func(l *session.Loaded) error {
-		s := l.Session
-		cs := &clientSession{id: s.ID(), s: s}
-		user := s.Username()
-		cs.username.Store(&user)
-		exp := s.Expiry()
-		var left time.Duration
-		if exp != session.NeverExpire {
-			left = l.Offline.Add(time.Duration(exp) * time.Second).Sub(start)
-			if exp == 0 || left <= 0 {
-				for _, sub := range l.Subscriptions {
-					s.DeleteSubscription(sub.Filter)
-				}
-				s.Purge()
-				expired++
-				return nil
-			}
+		ok, err := b.installLocked(l, start)
+		switch {
+		case err != nil:
+			return err
+		case !ok:
+			expired++
+			return nil
 		}
-		for _, sub := range l.Subscriptions {
-			o := sub.Options
-			opts := SubscriptionOptions{QoS: o.QoS, NoLocal: o.NoLocal, RetainAsPublished: o.RetainAsPublished,
-				RetainHandling: o.RetainHandling, SubscriptionID: sub.SubscriptionID}
-			if _, err := b.tree.Subscribe(s.ID(), sub.Filter, opts); err != nil {
-				return fmt.Errorf("session %q: subscription %q: %w", s.ID(), sub.Filter, err)
-			}
-			subs++
-		}
-		s.SaveMeta(l.Offline)
-		b.sessions[s.ID()] = cs
-		if exp != session.NeverExpire {
-			b.expireLocked(cs, left)
-		}
+		subs += len(l.Subscriptions)
 		loaded++
-		messages += s.Queued() + s.InflightCount()
+		messages += l.Session.Queued() + l.Session.InflightCount()
 		return nil
 	})
 	if err != nil {

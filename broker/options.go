@@ -76,25 +76,28 @@ type Options struct {
 	Version  string // reported in $SYS/broker/version
 	NodeName string
 
-	MaxKeepAlive       uint16 // a client's keep alive is capped to this (5.0: Server Keep Alive)
-	ServerKeepAlive    uint16 // when non-zero, replaces every client's keep alive
-	MaxPacketSize      int    // inbound and announced Maximum Packet Size
-	MaxInflight        int    // outbound QoS 1 and 2 window
-	ReceiveMaximum     int    // inbound QoS 2 window announced to 5.0 clients
-	MaxQueued          int    // per session; 0 = unlimited
-	QueueDrop          session.DropPolicy
-	MaxConnections     int // 0 = unlimited
-	MaxTopicLevels     int // 0 = unlimited
-	MaxSubscriptions   int // per client; 0 = unlimited
-	MaxClientIDLength  int
-	ConnectTimeout     time.Duration
-	MaxSessionExpiry   uint32 // seconds; 0 = no cap
-	TopicAliasMaximum  uint16 // inbound aliases a 5.0 client may use; 0 disables
-	RetainAvailable    bool
-	WildcardSubs       bool
-	SharedSubs         bool
-	SubscriptionIDs    bool
-	SharedStrategy     SharedStrategy
+	MaxKeepAlive      uint16 // a client's keep alive is capped to this (5.0: Server Keep Alive)
+	ServerKeepAlive   uint16 // when non-zero, replaces every client's keep alive
+	MaxPacketSize     int    // inbound and announced Maximum Packet Size
+	MaxInflight       int    // outbound QoS 1 and 2 window
+	ReceiveMaximum    int    // inbound QoS 2 window announced to 5.0 clients
+	MaxQueued         int    // per session; 0 = unlimited
+	QueueDrop         session.DropPolicy
+	MaxConnections    int // 0 = unlimited
+	MaxTopicLevels    int // 0 = unlimited
+	MaxSubscriptions  int // per client; 0 = unlimited
+	MaxClientIDLength int
+	ConnectTimeout    time.Duration
+	MaxSessionExpiry  uint32 // seconds; 0 = no cap
+	TopicAliasMaximum uint16 // inbound aliases a 5.0 client may use; 0 disables
+	RetainAvailable   bool
+	WildcardSubs      bool
+	SharedSubs        bool
+	SubscriptionIDs   bool
+	SharedStrategy    SharedStrategy
+	// SharedPreferLocal gives a shared subscription's messages to members on
+	// this node before members on other nodes of a cluster.
+	SharedPreferLocal  bool
 	SysInterval        time.Duration // 0 disables $SYS
 	AllowEmptyClientID bool
 	AllowAnonymous     bool
@@ -146,6 +149,7 @@ func DefaultOptions() Options {
 		SharedSubs:         true,
 		SubscriptionIDs:    true,
 		SharedStrategy:     RoundRobin,
+		SharedPreferLocal:  true,
 		SysInterval:        10 * time.Second,
 		AllowEmptyClientID: true,
 		AllowAnonymous:     true,

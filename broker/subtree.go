@@ -64,6 +64,40 @@ type SubTree struct {
 
 	subscriptions   atomic.Int64 // written under mu held for writing
 	subscriberCount atomic.Int64 // written under mu held for writing
+
+	observer func(filter string, added bool) // see SetObserver; guarded by mu
+}
+
+// NodePrefix begins the subscriber names that stand for other nodes of a cluster.
+// A client identifier never holds U+0000 [MQTT-1.5.4-2], so no session can take
+// such a name.
+const NodePrefix = "\x00node/"
+
+// IsNode reports whether subscriber stands for another node of a cluster.
+func IsNode(subscriber string) bool { return strings.HasPrefix(subscriber, NodePrefix) }
+
+// SetObserver makes fn hear of every subscription created (added true) or removed
+// (added false) for a subscriber that is not a node (see IsNode), with the filter
+// as subscribed; the subscriptions the tree holds already are told as created
+// first. fn is called with the tree's lock held, in the order of the changes: it
+// must be quick and must not call the tree.
+func (t *SubTree) SetObserver(fn func(filter string, added bool)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.observer = fn
+	for name, s := range t.subscribers {
+		for filter := range s.subs {
+			t.observe(name, filter, true)
+		}
+	}
+}
+
+// observe tells the observer of a change of subscriber's subscriptions. Call with
+// mu held for writing.
+func (t *SubTree) observe(subscriber, filter string, added bool) {
+	if t.observer != nil && !IsNode(subscriber) {
+		t.observer(filter, added)
+	}
 }
 
 // NewSubTree returns an empty tree whose match cache holds about cacheSize topic
@@ -201,6 +235,7 @@ func (t *SubTree) Subscribe(subscriber, filter string, opts SubscriptionOptions)
 	s.subs[filter] = ref
 	t.subscriptions.Add(1)
 	t.cache.invalidate(f)
+	t.observe(s.name, filter, true)
 	return true, nil
 }
 
@@ -289,6 +324,7 @@ func (t *SubTree) Unsubscribe(subscriber, filter string) (existed bool) {
 		return false
 	}
 	t.remove(filter, ref)
+	t.observe(subscriber, filter, false)
 	delete(s.subs, filter)
 	if len(s.subs) == 0 {
 		delete(t.subscribers, subscriber)
@@ -308,6 +344,7 @@ func (t *SubTree) UnsubscribeAll(subscriber string) int {
 	}
 	for filter, ref := range s.subs {
 		t.remove(filter, ref)
+		t.observe(subscriber, filter, false)
 	}
 	delete(t.subscribers, subscriber)
 	t.subscriberCount.Add(-1)

@@ -65,12 +65,17 @@ func (s *Session) SaveMeta(offline time.Time) {
 	if !s.persistentLocked() {
 		return
 	}
+	s.store.Set(prefixMeta+s.id, s.metaLocked(offline))
+}
+
+// metaLocked encodes the session's meta record. Called with mu held.
+func (s *Session) metaLocked(offline time.Time) []byte {
 	b := make([]byte, 12, 12+len(s.username))
 	binary.BigEndian.PutUint32(b[0:], s.expiry)
 	if !offline.IsZero() {
 		binary.BigEndian.PutUint64(b[4:], uint64(offline.Unix()))
 	}
-	s.store.Set(prefixMeta+s.id, append(b, s.username...))
+	return append(b, s.username...)
 }
 
 // SaveSubscription records a subscription of a persistent session.
@@ -78,7 +83,11 @@ func (s *Session) SaveSubscription(r SubscriptionRecord) {
 	if !s.Persistent() {
 		return
 	}
-	b := make([]byte, 0, 8)
+	s.store.Set(subKey(s.id, r.Filter), encodeSubscription(r))
+}
+
+func encodeSubscription(r SubscriptionRecord) []byte {
+	b := make([]byte, 0, 7)
 	var flags byte
 	if r.Options.NoLocal {
 		flags |= 1
@@ -87,8 +96,7 @@ func (s *Session) SaveSubscription(r SubscriptionRecord) {
 		flags |= 2
 	}
 	b = append(b, byte(r.Options.QoS), flags, r.Options.RetainHandling)
-	b = binary.BigEndian.AppendUint32(b, r.SubscriptionID)
-	s.store.Set(subKey(s.id, r.Filter), b)
+	return binary.BigEndian.AppendUint32(b, r.SubscriptionID)
 }
 
 // DeleteSubscription removes a stored subscription, if the session has a store.
@@ -124,6 +132,13 @@ func (s *Session) Purge() {
 
 // writeDelivery stores a queued QoS 1 or 2 message. Called with mu held.
 func (s *Session) writeDelivery(d *Delivery) {
+	if b, ok := encodeDelivery(d); ok {
+		s.store.Set(seqKey(prefixQueued, s.id, d.seq), b)
+	}
+}
+
+// encodeDelivery encodes a queued message as its q/ record holds it.
+func encodeDelivery(d *Delivery) ([]byte, bool) {
 	b := make([]byte, 0, 64+len(d.Msg.Payload))
 	var retain byte
 	if d.Retain {
@@ -137,16 +152,17 @@ func (s *Session) writeDelivery(d *Delivery) {
 		b = binary.BigEndian.AppendUint32(b, id)
 	}
 	b, err := d.Msg.AppendBinary(b)
-	if err != nil {
-		return // a message that decoded can be encoded; nothing to keep otherwise
-	}
-	s.store.Set(seqKey(prefixQueued, s.id, d.seq), b)
+	// A message that decoded can be encoded; there is nothing to keep otherwise.
+	return b, err == nil
 }
 
 // writeInflight stores the packet identifier and state of an inflight message.
 func (s *Session) writeInflight(f *Inflight) {
-	b := []byte{byte(f.PacketID >> 8), byte(f.PacketID), byte(f.State)}
-	s.store.Set(seqKey(prefixInflight, s.id, f.seq), b)
+	s.store.Set(seqKey(prefixInflight, s.id, f.seq), encodeInflight(f))
+}
+
+func encodeInflight(f *Inflight) []byte {
+	return []byte{byte(f.PacketID >> 8), byte(f.PacketID), byte(f.State)}
 }
 
 func (s *Session) deleteDelivery(seq uint64) {
