@@ -24,15 +24,22 @@
 // bounded, and a malformed payload from a peer is logged and dropped.
 //
 // Node-to-node links (link.go): a LinkServer accepts links from peers, checks
-// an HMAC of a nonce keyed with the cluster secret, and hands each message to a
-// handler; Links keeps one outgoing link per peer with a bounded, counted queue,
-// batched length-prefixed frames, and reconnection with backoff that keeps
-// queued messages in order. Delivery over a link is at most once for now:
-// exactly once across nodes comes with acknowledgements later. The links are
-// not yet wired into the broker, and Node does not listen on its link address.
+// an HMAC of a nonce keyed with the cluster secret, and hands each item to a
+// handler; Links keeps one outgoing link per peer with a bounded, counted
+// queue, batched length-prefixed frames, and reconnection with backoff. Items
+// are numbered per sender and peer and acknowledged once the handler is done
+// with them (for a message: once the sessions it went to have it durably);
+// unacknowledged items are sent again after a reconnect and the receiver skips
+// those it has done, so each is handled once and in order. With a store,
+// durable items (QoS 1 and 2 messages, retained changes, sessions handed over)
+// and what each receiver has done survive a restart of either node.
 //
-// Not here yet: wiring the links to the routing table and the broker,
-// cluster-wide shared subscription groups, client id registration and session
-// takeover across nodes, replication of retained messages, netsplit policies,
-// and wiring into the configuration and avocet ctl.
+// Cluster (cluster.go and the files it names) puts it together for a broker:
+// other nodes subscribe in the broker's tree as receivers, so a message
+// published here goes once to each node with a match (for a shared subscription
+// group, to the one node whose member was chosen); client identifiers are
+// registered cluster-wide on CONNECT, ending the client's connection elsewhere
+// and moving its session here; retained messages are replicated with last
+// writer wins and exchanged in full when a link comes up; and netsplit policies
+// decide whether clients may connect and publish while a member is unreachable.
 package cluster

@@ -49,6 +49,15 @@ type Options struct {
 	// Logger receives memberlist's log lines at debug level and the node's own
 	// warnings; nil means slog.Default().
 	Logger *slog.Logger
+	// OnRoute, when not nil, hears of every change of the routing table: the
+	// named other node gained (added) or lost a topic filter. It is called with
+	// the node's lock held, in the order of the changes, and must not block or
+	// call the Node.
+	OnRoute func(node, filter string, added bool)
+	// OnMembers, when not nil, is called after a member joined, changed, left
+	// or was forgotten, under the same rules as OnRoute; Members then tells the
+	// new view.
+	OnMembers func()
 	// Config, when not nil, may adjust the memberlist configuration after Node
 	// has filled it in and before memberlist starts (tests shorten intervals).
 	Config func(*memberlist.Config)
@@ -127,6 +136,9 @@ type Node struct {
 	routes *broker.SubTree // remote nodes' filters, the node name as subscriber
 	pool   sync.Pool       // of *broker.MatchResult
 
+	onRoute   func(node, filter string, added bool)
+	onMembers func()
+
 	mu          sync.Mutex
 	incarnation uint64             // this node's; fixed at New; guarded by mu
 	seq         uint64             // of this node's last update; guarded by mu
@@ -171,6 +183,8 @@ func New(opts Options) (*Node, error) {
 		local:       make(map[string]int),
 		remotes:     make(map[string]*remote),
 		peers:       make(map[string]*peer),
+		onRoute:     opts.OnRoute,
+		onMembers:   opts.OnMembers,
 	}
 	n.pool.New = func() any { return new(broker.MatchResult) }
 	n.queue = &memberlist.TransmitLimitedQueue{

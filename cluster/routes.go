@@ -161,16 +161,11 @@ func (n *Node) applyOpLocked(name string, r *remote, u update) {
 	switch u.op {
 	case opAdd:
 		if _, ok := r.filters[u.filter]; !ok {
-			if _, err := n.routes.Subscribe(name, u.filter, broker.SubscriptionOptions{}); err != nil {
-				n.logger.Warn("cluster: dropped a route", "peer", name, "filter", u.filter, "error", err)
-				return
-			}
-			r.filters[u.filter] = struct{}{}
+			n.addRouteLocked(name, r, u.filter)
 		}
 	case opRemove:
 		if _, ok := r.filters[u.filter]; ok {
-			delete(r.filters, u.filter)
-			n.routes.Unsubscribe(name, u.filter)
+			n.removeRouteLocked(name, r, u.filter)
 		}
 	}
 }
@@ -210,26 +205,46 @@ func (n *Node) replaceLocked(name string, r *remote, filters []string) {
 	}
 	for f := range r.filters {
 		if _, ok := want[f]; !ok {
-			delete(r.filters, f)
-			n.routes.Unsubscribe(name, f)
+			n.removeRouteLocked(name, r, f)
 		}
 	}
 	for f := range want {
-		if _, ok := r.filters[f]; ok {
-			continue
+		if _, ok := r.filters[f]; !ok {
+			n.addRouteLocked(name, r, f)
 		}
-		if _, err := n.routes.Subscribe(name, f, broker.SubscriptionOptions{}); err != nil {
-			n.logger.Warn("cluster: dropped a route", "peer", name, "filter", f, "error", err)
-			continue
-		}
-		r.filters[f] = struct{}{}
+	}
+}
+
+// addRouteLocked records that the named node has subscribers for filter and
+// tells Options.OnRoute. n.mu is held.
+func (n *Node) addRouteLocked(name string, r *remote, filter string) {
+	if _, err := n.routes.Subscribe(name, filter, broker.SubscriptionOptions{}); err != nil {
+		n.logger.Warn("cluster: dropped a route", "peer", name, "filter", filter, "error", err)
+		return
+	}
+	r.filters[filter] = struct{}{}
+	if n.onRoute != nil {
+		n.onRoute(name, filter, true)
+	}
+}
+
+// removeRouteLocked undoes addRouteLocked. n.mu is held.
+func (n *Node) removeRouteLocked(name string, r *remote, filter string) {
+	delete(r.filters, filter)
+	n.routes.Unsubscribe(name, filter)
+	if n.onRoute != nil {
+		n.onRoute(name, filter, false)
 	}
 }
 
 // dropRoutesLocked forgets everything about the named node's filters.
 func (n *Node) dropRoutesLocked(name string) {
-	if _, ok := n.remotes[name]; !ok {
+	r, ok := n.remotes[name]
+	if !ok {
 		return
+	}
+	for f := range r.filters {
+		n.removeRouteLocked(name, r, f)
 	}
 	delete(n.remotes, name)
 	n.routes.UnsubscribeAll(name)
@@ -385,6 +400,9 @@ func (n *Node) setPeer(m *memberlist.Node, st MemberState) {
 		p.timer.Stop()
 		p.timer = nil
 	}
+	if n.onMembers != nil {
+		n.onMembers()
+	}
 	if m.Name == n.name || st == StateAlive {
 		return
 	}
@@ -405,4 +423,7 @@ func (n *Node) expire(name string, gen uint64) {
 	}
 	delete(n.peers, name)
 	n.dropRoutesLocked(name)
+	if n.onMembers != nil {
+		n.onMembers()
+	}
 }

@@ -1,0 +1,231 @@
+package cluster
+
+import (
+	"strings"
+
+	"github.com/avocet-mqtt/avocet/broker"
+	"github.com/avocet-mqtt/avocet/mqtt"
+)
+
+// nodeReceiver is another node as a subscriber in the broker's tree: what is
+// routed to it is forwarded over its link.
+type nodeReceiver struct {
+	c    *Cluster
+	name string
+}
+
+// nodeOptions are the options of a node's subscriptions: the message goes with
+// its own QoS and retain flag, and the node applies its subscribers' options.
+var nodeOptions = broker.SubscriptionOptions{QoS: mqtt.ExactlyOnce, RetainAsPublished: true}
+
+// Deliver forwards m to the node. It implements broker.Receiver.
+func (r *nodeReceiver) Deliver(m *mqtt.Message, _ mqtt.QoS, _ bool, _ []uint32) bool {
+	return r.c.forward(r.name, m, "")
+}
+
+// DeliverGroup forwards m to the node for one of its members of group. It
+// implements broker.GroupReceiver.
+func (r *nodeReceiver) DeliverGroup(m *mqtt.Message, _ mqtt.QoS, _ bool, group string) bool {
+	return r.c.forward(r.name, m, group)
+}
+
+// forward queues m for node and reports whether the store was written.
+func (c *Cluster) forward(node string, m *mqtt.Message, group string) (stored bool) {
+	if strings.HasPrefix(m.Topic, "$SYS") { // every node has its own
+		return false
+	}
+	body, err := encodePublish(m, group)
+	if err != nil {
+		c.forwardDrops.Add(1)
+		c.log.Warn("cluster: message not forwarded", "peer", node, "topic", m.Topic, "err", err)
+		return false
+	}
+	queued, stored := c.links.Send(node, Item{Kind: itemPublish, Body: body, Durable: m.QoS > mqtt.AtMostOnce})
+	if !queued {
+		c.forwardDrops.Add(1)
+		return false
+	}
+	c.forwarded.Add(1)
+	return stored
+}
+
+// onRoute hears the Node's routing table change, under its lock: the change is
+// queued for applyLoop, which makes it in the broker's tree.
+func (c *Cluster) onRoute(node, filter string, added bool) {
+	c.routeMu.Lock()
+	c.routeQ = append(c.routeQ, routeChange{node: node, filter: filter, added: added})
+	c.routeMu.Unlock()
+	c.routeCond.Signal()
+}
+
+// applyLoop subscribes and unsubscribes the other nodes in the broker's tree, in
+// the order the routing table changed.
+func (c *Cluster) applyLoop() {
+	defer c.wg.Done()
+	for {
+		c.routeMu.Lock()
+		for len(c.routeQ) == 0 && c.ctx.Err() == nil {
+			c.routeCond.Wait()
+		}
+		if c.ctx.Err() != nil {
+			c.routeMu.Unlock()
+			return
+		}
+		q := c.routeQ
+		c.routeQ = nil
+		c.routeMu.Unlock()
+		for _, ch := range q {
+			id := broker.NodePrefix + ch.node
+			if !ch.added {
+				c.b.Unsubscribe(id, ch.filter)
+				continue
+			}
+			c.attach(ch.node)
+			if _, err := c.b.Subscribe(id, ch.filter, nodeOptions); err != nil {
+				c.log.Warn("cluster: route not applied", "peer", ch.node, "filter", ch.filter, "err", err)
+			}
+		}
+	}
+}
+
+// attach makes the named node a receiver of the broker, once.
+func (c *Cluster) attach(name string) {
+	c.recvMu.Lock()
+	defer c.recvMu.Unlock()
+	if c.receivers[name] == nil {
+		r := &nodeReceiver{c: c, name: name}
+		c.receivers[name] = r
+		c.b.AttachReceiver(broker.NodePrefix+name, r)
+	}
+}
+
+// detach removes the named node as a receiver, with its subscriptions.
+func (c *Cluster) detach(name string) {
+	c.recvMu.Lock()
+	defer c.recvMu.Unlock()
+	if c.receivers[name] != nil {
+		delete(c.receivers, name)
+		c.b.DetachReceiver(broker.NodePrefix + name)
+	}
+}
+
+// onMembers hears that membership changed, under the Node's lock.
+func (c *Cluster) onMembers() {
+	select {
+	case c.membersCh <- struct{}{}:
+	default:
+	}
+}
+
+// membersLoop keeps a link open to every member that is not gone, and removes
+// the receivers of the members the Node forgot.
+func (c *Cluster) membersLoop() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.membersCh:
+		}
+		addrs := make(map[string]string)
+		for _, m := range c.node.Members() {
+			if m.Name != c.node.Name() && m.State != StateLeft {
+				addrs[m.Name] = m.LinkAddr
+			}
+		}
+		c.links.Update(addrs)
+		c.recvMu.Lock()
+		var gone []string
+		for name := range c.receivers {
+			if _, ok := addrs[name]; !ok && c.node.RemoteFilters(name) == nil {
+				gone = append(gone, name)
+			}
+		}
+		c.recvMu.Unlock()
+		for _, name := range gone {
+			c.detach(name)
+		}
+	}
+}
+
+// handle takes one item from a peer's link.
+func (c *Cluster) handle(from string, it Item, done func()) {
+	switch it.Kind {
+	case itemPublish:
+		m, group, err := decodePublish(it.Body)
+		if err != nil {
+			c.log.Warn("cluster: dropped a message from a peer", "peer", from, "err", err)
+			done()
+			return
+		}
+		c.received.Add(1)
+		_, stored := c.b.RouteFromNode(m, group)
+		c.whenDurable(stored, done)
+	case itemRetain:
+		rc, err := decodeRetain(it.Body)
+		if err != nil {
+			c.log.Warn("cluster: dropped a retained message from a peer", "peer", from, "err", err)
+			done()
+			return
+		}
+		c.whenDurable(c.applyRetain(rc), done)
+	case itemRegister:
+		id, keep, clientID, err := decodeRegister(it.Body)
+		done()
+		if err != nil {
+			c.log.Warn("cluster: dropped a register request", "peer", from, "err", err)
+			return
+		}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.answerRegister(from, id, keep, clientID)
+		}()
+	case itemRegisterReply:
+		id, rep, err := decodeRegisterReply(it.Body)
+		done()
+		if err != nil {
+			c.log.Warn("cluster: dropped a register reply", "peer", from, "err", err)
+			return
+		}
+		c.reqMu.Lock()
+		ch := c.pending[id]
+		c.reqMu.Unlock()
+		if ch != nil {
+			select {
+			case ch <- rep:
+			default:
+			}
+		}
+	case itemHandover:
+		recs, err := decodeHandover(it.Body)
+		if err == nil {
+			err = c.b.ImportSession(recs)
+		}
+		if err != nil {
+			c.log.Warn("cluster: session handed over not taken", "peer", from, "err", err)
+			done()
+			return
+		}
+		c.sessionsMoved.Add(1)
+		c.whenDurable(true, done)
+	default:
+		c.log.Warn("cluster: dropped an item of unknown kind", "peer", from, "kind", it.Kind)
+		done()
+	}
+}
+
+// whenDurable calls done once what the broker wrote is durable: at once when
+// nothing was written or there is no store.
+func (c *Cluster) whenDurable(stored bool, done func()) {
+	if !stored || c.store == nil {
+		done()
+		return
+	}
+	c.store.Barrier(func(err error) {
+		if err != nil {
+			c.log.Error("cluster: store write failed for a message from a peer", "err", err)
+		}
+		done()
+	})
+}
