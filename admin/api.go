@@ -35,6 +35,8 @@ type Status struct {
 	Store          *StoreStatus    `json:"store,omitempty"` // absent when sessions live in memory only
 	Listeners      []ListenerInfo  `json:"listeners"`
 	Bridges        BridgeSummary   `json:"bridges"`
+	// Cluster is absent on a single node; GET /api/v1/cluster shows more.
+	Cluster *ClusterSummary `json:"cluster,omitempty"`
 }
 
 // BridgeSummary counts the running bridges; GET /api/v1/bridges lists them.
@@ -137,6 +139,7 @@ func (s *Server) currentStatus() Status {
 		Inflight:       inflight,
 		ProtocolErrors: st.ProtocolErrors.Load(),
 		Listeners:      s.listenerList(),
+		Cluster:        s.clusterSummary(),
 	}
 	for _, br := range s.bridgeList() {
 		out.Bridges.Count++

@@ -148,6 +148,10 @@ func TestTokenRequiredOnTheNetwork(t *testing.T) {
 		{"GET", "/assets/status.js", "", http.StatusUnauthorized},
 		{"GET", "/api/v1/trace?client_id=x", "", http.StatusUnauthorized},
 		{"POST", "/api/v1/drain", "", http.StatusUnauthorized},
+		{"GET", "/api/v1/cluster", "", http.StatusUnauthorized},
+		{"POST", "/api/v1/cluster/join", "", http.StatusUnauthorized},
+		{"POST", "/api/v1/cluster/leave", "", http.StatusUnauthorized},
+		{"GET", "/api/v1/cluster", "Bearer " + token, http.StatusNotFound}, // not clustered
 		{"DELETE", "/api/v1/sessions/x", "", http.StatusUnauthorized},
 		{"GET", "/no/such/path", "", http.StatusUnauthorized},
 		{"GET", "/no/such/path", "Bearer " + token, http.StatusNotFound},

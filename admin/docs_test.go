@@ -101,7 +101,8 @@ func TestGrafanaDashboard(t *testing.T) {
 	}
 
 	fl := &fakeListeners{list: []ListenerInfo{{Name: "tcp", Kind: "tcp", Running: true}}}
-	e := newEnv(t, envOptions{store: true, admin: func(o *Options) { o.Listeners = fl }})
+	fc := &fakeCluster{st: threeNodes()}
+	e := newEnv(t, envOptions{store: true, admin: func(o *Options) { o.Listeners, o.Cluster = fl, fc.status }})
 	fams := e.scrape(t).fams
 	exists := func(name string) bool {
 		if _, ok := fams[name]; ok {
@@ -144,13 +145,14 @@ func TestGrafanaDashboard(t *testing.T) {
 		}
 	}
 	// The figures the dashboard is for: connections, message rates, drops
-	// by reason, sessions, retained messages, the store and the listeners.
-	for _, n := range []string{
+	// by reason, sessions, retained messages, the store, the listeners, and
+	// every figure of the cluster.
+	for _, n := range append([]string{
 		"avocet_connections", "avocet_messages_received_total", "avocet_messages_sent_total",
 		"avocet_messages_dropped_total", "avocet_sessions", "avocet_retained_messages",
 		"avocet_store_size_bytes", "avocet_store_last_batch_seconds", "avocet_listener_connections",
 		"avocet_listener_rejected_total",
-	} {
+	}, clusterFamilies...) {
 		if !used[n] {
 			t.Errorf("the dashboard has no panel for %s", n)
 		}

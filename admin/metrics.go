@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/avocet-mqtt/avocet/cluster"
 	"github.com/avocet-mqtt/avocet/mqtt"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -73,6 +74,11 @@ type collector struct {
 	traceDropped                                                        metric
 	bridgeConnected, bridgeQueued, bridgeMessages                       metric
 	bridgeDropped, bridgeReconnects                                     metric
+	clusterMembers, clusterNetsplit                                     metric
+	linkUp, linkQueued, linkUnacked, linkSent, linkAcked                metric
+	linkDropped, linkReconnects                                         metric
+	clusterForwarded, clusterForwardDrops, clusterReceived              metric
+	clusterRetainApplied, clusterSessionsMoved                          metric
 }
 
 func newCollector(s *Server) *collector {
@@ -124,6 +130,22 @@ func newCollector(s *Server) *collector {
 		bridgeMessages:   newMetric("avocet_bridge_messages_total", "Messages the bridge forwarded, by direction: in from the remote, out to it.", counter, "bridge", "direction"),
 		bridgeDropped:    newMetric("avocet_bridge_dropped_total", "Outbound messages the bridge dropped because its queue was full.", counter, "bridge"),
 		bridgeReconnects: newMetric("avocet_bridge_reconnects_total", "Connections the bridge made to its remote after the first.", counter, "bridge"),
+
+		clusterMembers:  newMetric("avocet_cluster_members", "Members of the cluster as this node sees them, itself included, by state: alive, suspect, dead or left.", gauge, "state"),
+		clusterNetsplit: newMetric("avocet_cluster_netsplit", "1 while some member of the cluster is unreachable from this node, else 0.", gauge),
+		linkUp:          newMetric("avocet_cluster_link_up", "1 while the link to the peer node is connected, else 0.", gauge, "peer"),
+		linkQueued:      newMetric("avocet_cluster_link_queued", "Items waiting to be written on the link to the peer node.", gauge, "peer"),
+		linkUnacked:     newMetric("avocet_cluster_link_unacked", "Items written on the link to the peer node and not yet acknowledged.", gauge, "peer"),
+		linkSent:        newMetric("avocet_cluster_link_sent_total", "Items written on the link to the peer node, again when written again after a reconnect.", counter, "peer"),
+		linkAcked:       newMetric("avocet_cluster_link_acked_total", "Items the peer node acknowledged.", counter, "peer"),
+		linkDropped:     newMetric("avocet_cluster_link_dropped_total", "Items the link to the peer node refused because its queue was full.", counter, "peer"),
+		linkReconnects:  newMetric("avocet_cluster_link_reconnects_total", "Connections to the peer node lost after the handshake.", counter, "peer"),
+
+		clusterForwarded:     newMetric("avocet_cluster_forwarded_total", "Messages queued for other nodes of the cluster.", counter),
+		clusterForwardDrops:  newMetric("avocet_cluster_forward_drops_total", "Messages for other nodes not queued: no link, or a full queue.", counter),
+		clusterReceived:      newMetric("avocet_cluster_received_total", "Messages received from other nodes of the cluster.", counter),
+		clusterRetainApplied: newMetric("avocet_cluster_retain_applied_total", "Retained message changes from other nodes applied here.", counter),
+		clusterSessionsMoved: newMetric("avocet_cluster_sessions_moved_total", "Sessions that came to this node from other nodes.", counter),
 	}
 }
 
@@ -139,6 +161,9 @@ func (c *collector) metrics() []metric {
 		c.listenerUp, c.listenerConnections, c.listenerAccepted, c.listenerRejected,
 		c.traceDropped,
 		c.bridgeConnected, c.bridgeQueued, c.bridgeMessages, c.bridgeDropped, c.bridgeReconnects,
+		c.clusterMembers, c.clusterNetsplit,
+		c.linkUp, c.linkQueued, c.linkUnacked, c.linkSent, c.linkAcked, c.linkDropped, c.linkReconnects,
+		c.clusterForwarded, c.clusterForwardDrops, c.clusterReceived, c.clusterRetainApplied, c.clusterSessionsMoved,
 	}
 }
 
@@ -240,6 +265,58 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		i(c.bridgeDropped, br.Dropped, br.Name)
 		i(c.bridgeReconnects, br.Reconnects, br.Name)
 	}
+
+	c.collectCluster(emit, i)
+}
+
+// memberStates are the label values of avocet_cluster_members: each is
+// exposed, at zero when no member is in it, so that alerts see the change.
+var memberStates = []cluster.MemberState{cluster.StateAlive, cluster.StateSuspect, cluster.StateDead, cluster.StateLeft}
+
+// collectCluster emits the cluster's figures, read anew at every scrape;
+// nothing on a single node. A peer's series come and go with its link.
+func (c *collector) collectCluster(emit func(metric, float64, ...string), i func(metric, int64, ...string)) {
+	st := c.s.clusterStatus()
+	if st == nil {
+		return
+	}
+	byState := map[cluster.MemberState]int64{}
+	for _, m := range st.Members {
+		byState[m.State]++
+	}
+	for _, state := range memberStates {
+		i(c.clusterMembers, byState[state], state.String())
+	}
+	netsplit := 0.0
+	if st.Netsplit {
+		netsplit = 1
+	}
+	emit(c.clusterNetsplit, netsplit)
+
+	seen := map[string]bool{}
+	for _, l := range st.Links {
+		if seen[l.Node] {
+			continue // a second series of one peer would fail the scrape: keep the first
+		}
+		seen[l.Node] = true
+		up := 0.0
+		if l.Connected {
+			up = 1
+		}
+		emit(c.linkUp, up, l.Node)
+		i(c.linkQueued, int64(l.Queued), l.Node)
+		i(c.linkUnacked, int64(l.Unacked), l.Node)
+		i(c.linkSent, l.Sent, l.Node)
+		i(c.linkAcked, l.Acked, l.Node)
+		i(c.linkDropped, l.Dropped, l.Node)
+		i(c.linkReconnects, l.Reconnects, l.Node)
+	}
+
+	i(c.clusterForwarded, st.Forwarded)
+	i(c.clusterForwardDrops, st.ForwardDrops)
+	i(c.clusterReceived, st.Received)
+	i(c.clusterRetainApplied, st.RetainApplied)
+	i(c.clusterSessionsMoved, st.SessionsMoved)
 }
 
 // connackRefusal marks the reason codes a CONNACK refuses with (MQTT 5.0

@@ -16,6 +16,8 @@ var pageIDs = []string{
 	"rate-in", "rate-out", "messages-received", "messages-sent", "dropped",
 	"queued", "inflight", "outbound-bytes", "retained-messages", "retained-bytes",
 	"store", "store-size", "msg-rate", "listeners", "listeners-body", "updated", "error",
+	"cluster-panel", "cluster-members", "cluster-alive", "cluster-netsplit",
+	"cluster-members-body", "cluster-links-body",
 }
 
 func TestStatusPageServed(t *testing.T) {

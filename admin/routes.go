@@ -42,6 +42,9 @@ func (s *Server) routeTable() []route {
 		{method: "GET", pattern: "/api/v1/config", handler: s.showConfig},
 		{method: "POST", pattern: "/api/v1/drain", handler: s.drain},
 		{method: "GET", pattern: "/api/v1/trace", handler: s.trace},
+		{method: "GET", pattern: "/api/v1/cluster", handler: s.showCluster},
+		{method: "POST", pattern: "/api/v1/cluster/join", handler: s.joinCluster},
+		{method: "POST", pattern: "/api/v1/cluster/leave", handler: s.leaveCluster},
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/avocet-mqtt/avocet/bridge"
 	"github.com/avocet-mqtt/avocet/broker"
+	"github.com/avocet-mqtt/avocet/cluster"
 	"github.com/avocet-mqtt/avocet/config"
 	"github.com/avocet-mqtt/avocet/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -94,6 +95,25 @@ type Options struct {
 	// called from HTTP handlers and metric scrapes, concurrently, and must
 	// not block. The slice is the caller's.
 	Bridges func() []bridge.Status
+	// Cluster returns this node's view of the cluster, for GET
+	// /api/v1/cluster, the status, the metrics and the status page. Nil, or
+	// a func returning nil, means the node is not part of a cluster: the
+	// cluster endpoints answer 404 and the cluster metrics are absent. It is
+	// called from HTTP handlers and metric scrapes, concurrently, and must
+	// not block; the Status is the caller's.
+	Cluster func() *cluster.Status
+	// ClusterJoin serves POST /api/v1/cluster/join: it contacts the seeds
+	// (gossip addresses, host:port, already checked) and returns once this
+	// node has joined through at least one of them, or the error. Nil makes
+	// the endpoint answer 501 on a clustered node.
+	ClusterJoin func(seeds []string) error
+	// ClusterLeave serves POST /api/v1/cluster/leave. It is called on the
+	// request's goroutine and must return promptly: it begins the leave
+	// (the avocet command leaves and shuts down gracefully, which also
+	// shuts this server down) rather than waiting for it to finish. An
+	// error answers 500; nil answers 202. Nil makes the endpoint answer 501
+	// on a clustered node.
+	ClusterLeave func() error
 
 	Logger   *slog.Logger // nil: slog.Default()
 	Version  string       // shown on the status page and in avocet_info; empty: the broker's Options.Version

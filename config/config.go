@@ -137,6 +137,11 @@ type MQTT struct {
 	// MaxOutboundBytes caps the payload bytes held in all outbound queues
 	// together; beyond it, queue_drop applies as if the queue were full. 0 = unlimited.
 	MaxOutboundBytes ByteSize `toml:"max_outbound_bytes"`
+	// SharedPreferLocal gives a shared subscription's messages to the group's
+	// members on this node before those on other nodes of the cluster; false
+	// spreads them over every node's members. A single node has only local
+	// members, so it matters only in a cluster.
+	SharedPreferLocal bool `toml:"shared_prefer_local"`
 }
 
 // Webhook is one [[webhook]] entry: an HTTP(S) endpoint called on a hook.
@@ -197,7 +202,8 @@ type BridgeTopic struct {
 	Retain       bool      `toml:"retain"` // keep the retain flag across the bridge
 }
 
-// Cluster is the [cluster] table.
+// Cluster is the [cluster] table: membership by gossip (hashicorp/memberlist)
+// and the node-to-node links that carry messages, routes and sessions.
 type Cluster struct {
 	Enabled          bool     `toml:"enabled"`
 	GossipAddress    string   `toml:"gossip_address"`    // memberlist, TCP and UDP
@@ -205,10 +211,30 @@ type Cluster struct {
 	AdvertiseAddress string   `toml:"advertise_address"` // host:port others reach gossip at; empty: gossip_address
 	Seeds            []string `toml:"seeds"`             // gossip addresses of nodes to join
 	// Secret encrypts and authenticates gossip. See SecretKey for its forms.
-	Secret           string   `toml:"secret"`
-	NetsplitPublish  bool     `toml:"netsplit_publish"`  // allow publishing during a netsplit
-	NetsplitRegister bool     `toml:"netsplit_register"` // allow connecting during a netsplit
-	DeadNodeGrace    Duration `toml:"dead_node_grace"`   // before a dead node's routes are removed
+	Secret string `toml:"secret"`
+	// NetsplitPublish and NetsplitRegister are VerneMQ's
+	// allow_publish_during_netsplit and allow_register_during_netsplit: while
+	// a member is unreachable, client publishes and CONNECTs are refused
+	// unless they are set.
+	NetsplitPublish  bool     `toml:"netsplit_publish"`
+	NetsplitRegister bool     `toml:"netsplit_register"`
+	DeadNodeGrace    Duration `toml:"dead_node_grace"` // before a dead node's routes are removed
+
+	// LinkTLSCert and LinkTLSKey, PEM files, make the node-to-node links
+	// TLS: each node presents this certificate, as server and as client, and
+	// requires the peer's to be signed by LinkTLSCA (mutual authentication).
+	// Both or neither; empty: plain TCP. The files are loaded by cmd/avocet,
+	// so Load does not check that they exist.
+	LinkTLSCert string `toml:"link_tls_cert"`
+	LinkTLSKey  string `toml:"link_tls_key"`
+	LinkTLSCA   string `toml:"link_tls_ca"` // PEM roots that peers' certificates are verified against
+	// RegisterTimeout bounds how long a CONNECT waits for the other nodes to
+	// end the client's connection and session there (takeover).
+	RegisterTimeout Duration `toml:"register_timeout"`
+	LinkQueue       int      `toml:"link_queue"` // messages queued per peer link before the oldest are dropped
+	// TombstoneTTL is how long a cleared retained message is remembered, so
+	// that a node that was away does not bring it back.
+	TombstoneTTL Duration `toml:"tombstone_ttl"`
 }
 
 // LogLevel is [log] level.
@@ -357,14 +383,16 @@ func defaults() *Config {
 			SysInterval:                Duration(10 * time.Second),
 			AllowEmptyClientID:         true,
 			MaxOutboundBytes:           GiB,
+			SharedPreferLocal:          true,
 		},
 		Cluster: Cluster{
-			GossipAddress:    "127.0.0.1:7946",
-			LinkAddress:      "127.0.0.1:7947",
-			Seeds:            []string{},
-			NetsplitPublish:  true,
-			NetsplitRegister: true,
-			DeadNodeGrace:    Duration(30 * time.Second),
+			GossipAddress:   "127.0.0.1:7946",
+			LinkAddress:     "127.0.0.1:7947",
+			Seeds:           []string{},
+			DeadNodeGrace:   Duration(30 * time.Second),
+			RegisterTimeout: Duration(3 * time.Second),
+			LinkQueue:       10000,
+			TombstoneTTL:    Duration(24 * time.Hour),
 		},
 	}
 }

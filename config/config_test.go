@@ -39,8 +39,18 @@ func errorsOf(t *testing.T, err error) []*Error {
 // of features to come, kept in validate.go, stay tested.
 func allFeatures(t *testing.T) {
 	t.Helper()
+	gate(t)
+}
+
+// gate makes unavailable list paths, and nothing else, for the rest of a
+// test: the mechanism stays tested while no feature is missing.
+func gate(t *testing.T, paths ...string) {
+	t.Helper()
 	saved := unavailable
 	unavailable = map[string]bool{}
+	for _, p := range paths {
+		unavailable[p] = true
+	}
 	t.Cleanup(func() { unavailable = saved })
 }
 
@@ -94,14 +104,18 @@ func TestDefault(t *testing.T) {
 		{"mqtt.max_retained_bytes", c.MQTT.MaxRetainedBytes, ByteSize(0)},
 		{"mqtt.sys_interval", c.MQTT.SysInterval, Duration(10 * time.Second)},
 		{"mqtt.allow_empty_client_id", c.MQTT.AllowEmptyClientID, true},
+		{"mqtt.shared_prefer_local", c.MQTT.SharedPreferLocal, true},
 		{"bridge", len(c.Bridges), 0},
 		{"cluster", c.Cluster, Cluster{
 			GossipAddress:    "127.0.0.1:7946",
 			LinkAddress:      "127.0.0.1:7947",
 			Seeds:            []string{},
-			NetsplitPublish:  true,
-			NetsplitRegister: true,
+			NetsplitPublish:  false,
+			NetsplitRegister: false,
 			DeadNodeGrace:    Duration(30 * time.Second),
+			RegisterTimeout:  Duration(3 * time.Second),
+			LinkQueue:        10000,
+			TombstoneTTL:     Duration(24 * time.Hour),
 		}},
 		{"bridge entry", defaultBridge(), Bridge{
 			CleanSession:    true,
@@ -212,6 +226,7 @@ max_retained_messages = 10000
 max_retained_bytes = "1GiB"
 sys_interval = "0s"
 allow_empty_client_id = false
+shared_prefer_local = false
 
 [[bridge]]
 name = "cloud"
@@ -260,9 +275,15 @@ link_address = "0.0.0.0:7947"
 advertise_address = "10.0.0.1:7946"
 seeds = ["10.0.0.2:7946", "10.0.0.3:7946"]
 secret = "MDEyMzQ1Njc4OWFiY2RlZg=="
-netsplit_publish = false
-netsplit_register = false
+netsplit_publish = true
+netsplit_register = true
 dead_node_grace = "2m"
+link_tls_cert = "node.pem"
+link_tls_key = "node.key"
+link_tls_ca = "cluster-ca.pem"
+register_timeout = "500ms"
+link_queue = 500
+tombstone_ttl = "1h"
 `
 
 func fullConfig() *Config {
@@ -338,7 +359,15 @@ func fullConfig() *Config {
 			AdvertiseAddress: "10.0.0.1:7946",
 			Seeds:            []string{"10.0.0.2:7946", "10.0.0.3:7946"},
 			Secret:           "MDEyMzQ1Njc4OWFiY2RlZg==",
+			NetsplitPublish:  true,
+			NetsplitRegister: true,
 			DeadNodeGrace:    Duration(2 * time.Minute),
+			LinkTLSCert:      "node.pem",
+			LinkTLSKey:       "node.key",
+			LinkTLSCA:        "cluster-ca.pem",
+			RegisterTimeout:  Duration(500 * time.Millisecond),
+			LinkQueue:        500,
+			TombstoneTTL:     Duration(time.Hour),
 		},
 	}
 }
@@ -493,7 +522,17 @@ func TestValidationErrors(t *testing.T) {
 		{"cluster seeds", "[cluster]\nseeds = [\n  \"10.0.0.2:7946\",\n  \"7946\",\n]", "cluster.seeds[1]", 4, "must be host:port"},
 		{"cluster seed host", "[cluster]\nseeds = [\":7946\"]", "cluster.seeds[0]", 2, "must name a host"},
 		{"cluster same addresses", "[cluster]\ngossip_address = \":7946\"\nlink_address = \":7946\"", "cluster.link_address", 3, "must differ from gossip_address"},
-		{"cluster gossip needed", "[cluster]\nenabled = true\ngossip_address = \"\"", "cluster.gossip_address", 3, "must be host:port"},
+		{"cluster gossip needed", "[node]\nname = \"n1\"\n[cluster]\nenabled = true\ngossip_address = \"\"", "cluster.gossip_address", 5, "must be host:port"},
+		{"cluster default node name", "[cluster]\nenabled = true", "cluster.enabled", 2,
+			`a clustered node needs [node] name set to a name unique in the cluster, not the default "avocet@127.0.0.1"`},
+		{"cluster default node name given", "[node]\nname = \"avocet@127.0.0.1\"\n[cluster]\n\nenabled = true", "cluster.enabled", 5, "unique in the cluster"},
+		{"cluster link_tls_cert without key", "[cluster]\nlink_tls_cert = \"n.pem\"\nlink_tls_ca = \"ca.pem\"", "cluster.link_tls_key", 1, "link_tls_cert needs link_tls_key"},
+		{"cluster link_tls_key without cert", "[cluster]\nlink_tls_key = \"n.key\"\nlink_tls_ca = \"ca.pem\"", "cluster.link_tls_cert", 1, "link_tls_key needs link_tls_cert"},
+		{"cluster link TLS without CA", "[cluster]\nlink_tls_cert = \"n.pem\"\nlink_tls_key = \"n.key\"", "cluster.link_tls_ca", 1, "link TLS needs link_tls_ca"},
+		{"cluster link_tls_ca alone", "[cluster]\nlink_tls_ca = \"ca.pem\"", "cluster.link_tls_ca", 2, "applies only with link_tls_cert and link_tls_key"},
+		{"cluster register_timeout", "[cluster]\nregister_timeout = \"0s\"", "cluster.register_timeout", 2, "must be between 1ms and 1h, got 0s"},
+		{"cluster link_queue", "[cluster]\nlink_queue = 0", "cluster.link_queue", 2, "must be at least 1, got 0"},
+		{"cluster tombstone_ttl", "[cluster]\ntombstone_ttl = 0", "cluster.tombstone_ttl", 2, "must be between 1s and 8760h, got 0s"},
 		{"cluster advertise wildcard", "[cluster]\nadvertise_address = \"0.0.0.0:7946\"", "cluster.advertise_address", 2, "must name a host others can reach"},
 		{"cluster dead_node_grace", "[cluster]\ndead_node_grace = \"-1s\"", "cluster.dead_node_grace", 2, "got -1s"},
 	}
@@ -531,7 +570,8 @@ func TestValid(t *testing.T) {
 		strings.Replace(bridge, "tcp://h:1883", "wss://h/mqtt", 1),
 		bridgeWith("protocol_version = 5\npassword = \"p\"\n"),
 		bridgeWith("protocol_version = 3\nclient_id = \"short\"\n"),
-		"[cluster]\nenabled = true\nseeds = [\"n2.example:7946\"]\nsecret = \"0123456789abcdef0123456789abcdef\"",
+		"[node]\nname = \"avocet@n1.example\"\n[cluster]\nenabled = true\nseeds = [\"n2.example:7946\"]\nsecret = \"0123456789abcdef0123456789abcdef\"",
+		"[node]\nname = \"n1\"\n[cluster]\nenabled = true\nlink_tls_cert = \"n1.pem\"\nlink_tls_key = \"n1.key\"\nlink_tls_ca = \"ca.pem\"\nregister_timeout = \"1ms\"\nlink_queue = 1\ntombstone_ttl = \"1s\"",
 		"[cluster]\ngossip_address = \"\"\nlink_address = \"\"",
 	} {
 		if _, err := Parse([]byte(doc), "avocet.toml"); err != nil {

@@ -19,12 +19,21 @@
 //
 // # Unavailable keys
 //
-// A section arrives with its feature: no key does nothing. The schema
-// already holds some keys of features this version does not have: the
-// [cluster] table and [[bridge]] entries. Setting one to anything but its default, in the file or the
+// A section arrives with its feature: no key does nothing. The schema may
+// hold keys of features a version does not have yet, listed in
+// unavailable.go; this version has every feature, so the list is empty.
+// Setting such a key to anything but its default, in the file or the
 // environment, is an error, "not available in this version of avocet", and
-// so is any [[bridge]] entry. Write leaves them out, and the example file
-// does not show them.
+// so is any entry of such an array of tables. Write leaves them out, and the
+// example file does not show them.
+//
+// # Cluster
+//
+// [cluster] enabled makes the node one of a cluster; it then needs a [node]
+// name of its own, since nodes tell each other apart by name. The links
+// between nodes use TLS with mutual authentication when link_tls_cert and
+// link_tls_key are set (both or neither), verifying peers against
+// link_tls_ca, which they then require.
 //
 // # Environment
 //

@@ -16,9 +16,7 @@ import (
 // avocet.example.toml. The struct fields and their rules in validate.go stay,
 // ready for the feature: when it lands, its entries leave this list and its
 // keys go back into avocet.example.toml, and nothing else changes here.
-var unavailable = map[string]bool{
-	"cluster": true, // clustering
-}
+var unavailable = map[string]bool{}
 
 // msgUnavailable is the message of a key that unavailable lists.
 const msgUnavailable = "not available in this version of avocet"

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestUnavailableNamesSchema checks that every entry of unavailable is a
@@ -27,8 +28,10 @@ func TestUnavailableNamesSchema(t *testing.T) {
 }
 
 // TestUnavailable has a row per way to set a key of a missing feature: the
-// errors, with the line or the variable.
+// errors, with the line or the variable. No feature is missing now, so the
+// test gates [cluster] as if clustering were still to come.
 func TestUnavailable(t *testing.T) {
+	gate(t, "cluster")
 	const na = "not available in this version of avocet"
 	tests := []struct {
 		name string
@@ -69,6 +72,7 @@ func TestUnavailable(t *testing.T) {
 // TestUnavailableDefaults holds files and variables that give keys of
 // missing features their defaults, which is no error.
 func TestUnavailableDefaults(t *testing.T) {
+	gate(t, "cluster")
 	for _, doc := range []string{
 		"[admin]\naddress = \"127.0.0.1:8888\"\ntoken = \"\"",
 		"[auth]\npassword_file = \"\"\nacl_file = \"\"",
@@ -86,7 +90,9 @@ func TestUnavailableDefaults(t *testing.T) {
 }
 
 func TestValidateUnavailable(t *testing.T) {
+	gate(t, "cluster")
 	c := Default()
+	c.Node.Name = "n1"
 	c.Cluster.Enabled = true
 	c.MQTT.MaxInflight = 0
 	if err := c.Validate(); err == nil || err.Error() != "cluster.enabled: not available in this version of avocet" {
@@ -101,6 +107,7 @@ func TestValidateUnavailable(t *testing.T) {
 // TestWriteLeavesOutUnavailable checks that printed configurations show no
 // key of a missing feature, even one that is set, and parse back.
 func TestWriteLeavesOutUnavailable(t *testing.T) {
+	gate(t, "cluster")
 	c := fullConfig()
 	var buf bytes.Buffer
 	if err := c.Write(&buf); err != nil {
@@ -142,5 +149,50 @@ func TestWriteLeavesOutUnavailable(t *testing.T) {
 		if !strings.Contains(buf.String(), s) {
 			t.Errorf("output with every feature lacks %q", s)
 		}
+	}
+}
+
+// TestClusterAvailable checks that [cluster] is no longer gated: its keys
+// parse, from the file and the environment, and Write prints them.
+func TestClusterAvailable(t *testing.T) {
+	if isUnavailable("cluster") || isUnavailable("cluster.link_tls_cert") || isUnavailable("mqtt.shared_prefer_local") {
+		t.Fatal("[cluster] is still listed in unavailable")
+	}
+	doc := "[node]\nname = \"n1\"\n[cluster]\nenabled = true\nseeds = [\"10.0.0.2:7946\"]\nlink_queue = 20\n"
+	env := []string{"AVOCET_CLUSTER_REGISTER_TIMEOUT=5s", "AVOCET_CLUSTER_NETSPLIT_PUBLISH=true", "AVOCET_MQTT_SHARED_PREFER_LOCAL=false",
+		"AVOCET_CLUSTER_LINK_TLS_CERT=n1.pem", "AVOCET_CLUSTER_LINK_TLS_KEY=n1.key", "AVOCET_CLUSTER_LINK_TLS_CA=ca.pem"}
+	c, err := ParseEnv([]byte(doc), "avocet.toml", env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Node.Name = "n1"
+	want.Cluster.Enabled = true
+	want.Cluster.Seeds = []string{"10.0.0.2:7946"}
+	want.Cluster.LinkQueue = 20
+	want.Cluster.RegisterTimeout = Duration(5 * time.Second)
+	want.Cluster.NetsplitPublish = true
+	want.Cluster.LinkTLSCert, want.Cluster.LinkTLSKey, want.Cluster.LinkTLSCA = "n1.pem", "n1.key", "ca.pem"
+	want.MQTT.SharedPreferLocal = false
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("ParseEnv =\n%+v\nwant\n%+v", c, want)
+	}
+
+	var buf bytes.Buffer
+	if err := c.Write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"[cluster]", "enabled = true", "link_tls_ca = \"ca.pem\"", "register_timeout = \"5s\"", "shared_prefer_local = false"} {
+		if !strings.Contains(buf.String(), s) {
+			t.Errorf("Write output lacks %q:\n%s", s, buf.String())
+		}
+	}
+	if back := mustParse(t, buf.String()); !reflect.DeepEqual(back, want) {
+		t.Errorf("Write output parses to\n%+v\nwant\n%+v", back, want)
+	}
+
+	_, err = ParseEnv(nil, "", []string{"AVOCET_CLUSTER_ENABLED=true"})
+	if got := errorStrings(t, err); len(got) != 1 || !strings.HasPrefix(got[0], "env AVOCET_CLUSTER_ENABLED: cluster.enabled: a clustered node needs [node] name") {
+		t.Errorf("cluster with the default node name: errors = %q", got)
 	}
 }

@@ -21,9 +21,9 @@ import (
 //
 // A key of a feature this version lacks (see the package documentation) is
 // an error, "not available in this version of avocet", when its value is not
-// the default, and every [[bridge]] entry is one. Such errors are reported
-// alone: the other rules are checked once no such key is set, since a rule
-// about a feature that is not there would only add noise.
+// the default, and so is every entry of such an array of tables. Such errors
+// are reported alone: the other rules are checked once no such key is set,
+// since a rule about a feature that is not there would only add noise.
 //
 // Validate checks values, not the world: it does not open the files the
 // configuration names, nor bind its addresses. It does not fill derived
@@ -383,6 +383,13 @@ func checkBridgeTopic(ck *checker, key string, t *BridgeTopic) {
 
 func (c *Config) checkCluster(ck *checker) {
 	cl := &c.Cluster
+	if cl.Enabled && c.Node.Name == defaults().Node.Name {
+		// Nodes tell each other apart by name: two nodes left with the
+		// default would take each other's place in the membership. The
+		// error names the key that turned the cluster on, which the file
+		// or the environment sets, so that it has a line or a variable.
+		ck.add("cluster.enabled", "a clustered node needs [node] name set to a name unique in the cluster, not the default %q", c.Node.Name)
+	}
 	gossip, link := cl.GossipAddress, cl.LinkAddress
 	if cl.Enabled || gossip != "" {
 		ck.hostPort("cluster.gossip_address", gossip, false)
@@ -405,6 +412,22 @@ func (c *Config) checkCluster(ck *checker) {
 		ck.add("cluster.secret", "%v", err)
 	}
 	ck.duration("cluster.dead_node_grace", cl.DeadNodeGrace, 0, 365*24*time.Hour)
+	if (cl.LinkTLSCert == "") != (cl.LinkTLSKey == "") {
+		if cl.LinkTLSCert == "" {
+			ck.add("cluster.link_tls_cert", "link_tls_key needs link_tls_cert")
+		} else {
+			ck.add("cluster.link_tls_key", "link_tls_cert needs link_tls_key")
+		}
+	}
+	if cl.LinkTLSCert != "" && cl.LinkTLSKey != "" && cl.LinkTLSCA == "" {
+		ck.add("cluster.link_tls_ca", "link TLS needs link_tls_ca to verify the peers' certificates against")
+	}
+	if cl.LinkTLSCA != "" && cl.LinkTLSCert == "" && cl.LinkTLSKey == "" {
+		ck.add("cluster.link_tls_ca", "applies only with link_tls_cert and link_tls_key")
+	}
+	ck.duration("cluster.register_timeout", cl.RegisterTimeout, time.Millisecond, time.Hour)
+	ck.atLeast("cluster.link_queue", cl.LinkQueue, 1)
+	ck.duration("cluster.tombstone_ttl", cl.TombstoneTTL, time.Second, 365*24*time.Hour)
 }
 
 // SecretKey returns the gossip encryption key that Secret gives: nil when

@@ -97,6 +97,7 @@
 
     renderListeners(st.listeners || []);
     updateBridges(st.bridges || { count: 0, connected: 0 });
+    updateCluster(st.cluster);
 
     if (previous !== null && at > previous.at) {
       const dt = (at - previous.at) / 1000;
@@ -192,6 +193,98 @@
       rows.push(tr);
     }
     $("bridges-body").replaceChildren(...rows);
+  }
+
+  // updateCluster shows the Cluster panel on a node of a cluster (the status
+  // then has a cluster summary), with its members and links from
+  // api/v1/cluster; on a single node the panel stays hidden.
+  async function updateCluster(sum) {
+    const panel = $("cluster-panel");
+    if (!sum) {
+      panel.hidden = true;
+      $("cluster-members-body").replaceChildren();
+      $("cluster-links-body").replaceChildren();
+      return;
+    }
+    set("cluster-members", count(sum.members), sum.members);
+    set("cluster-alive", count(sum.alive), sum.alive);
+    const split = $("cluster-netsplit");
+    split.textContent = sum.netsplit ? "netsplit" : "connected";
+    split.className = "badge " + (sum.netsplit ? "bad" : "ok");
+    try {
+      const res = await fetch("api/v1/cluster", { cache: "no-store", credentials: "same-origin" });
+      if (!res.ok) return;
+      const cl = await res.json();
+      set("cluster-node", cl.node);
+      set("cluster-forwarded", count(cl.forwarded), cl.forwarded);
+      set("cluster-received", count(cl.received), cl.received);
+      set("cluster-forward-drops", count(cl.forward_drops), cl.forward_drops);
+      renderClusterMembers(cl.members || []);
+      renderClusterLinks(cl.links || []);
+      panel.hidden = false;
+    } catch (err) {
+      // The next poll tries again; the status poll reports an unreachable server.
+    }
+  }
+
+  // rowOf makes a table row of [text, class] cells.
+  function rowOf(cells) {
+    const tr = document.createElement("tr");
+    for (const [text, cls] of cells) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      if (cls) td.className = cls;
+      tr.appendChild(td);
+    }
+    return tr;
+  }
+
+  // emptyRow is a table's only row when it has nothing to list.
+  function emptyRow(span, text) {
+    const tr = document.createElement("tr");
+    const td = document.createElement("td");
+    td.colSpan = span;
+    td.className = "empty";
+    td.textContent = text;
+    tr.appendChild(td);
+    return tr;
+  }
+
+  function renderClusterMembers(list) {
+    const rows = [];
+    for (const m of list) {
+      const tr = rowOf([
+        [m.name, ""],
+        [m.state, m.state === "alive" ? "ok" : m.state === "left" ? "" : "warn"],
+        [m.gossip_addr || "\u2013", ""],
+        [m.link_addr || "\u2013", ""],
+      ]);
+      tr.dataset.member = m.name;
+      rows.push(tr);
+    }
+    if (rows.length === 0) rows.push(emptyRow(4, "no members"));
+    $("cluster-members-body").replaceChildren(...rows);
+  }
+
+  function renderClusterLinks(list) {
+    const rows = [];
+    for (const l of list) {
+      const tr = rowOf([
+        [l.node, ""],
+        [l.connected ? "up" : "down", l.connected ? "ok" : "warn"],
+        [l.addr || "\u2013", ""],
+        [count(l.queued), "num"],
+        [count(l.unacked), "num"],
+        [count(l.sent), "num"],
+        [count(l.acked), "num"],
+        [count(l.dropped), "num"],
+        [count(l.reconnects), "num"],
+      ]);
+      tr.dataset.peer = l.node;
+      rows.push(tr);
+    }
+    if (rows.length === 0) rows.push(emptyRow(9, "no peers"));
+    $("cluster-links-body").replaceChildren(...rows);
   }
 
   // tick labels an axis value with no more digits than it needs.

@@ -51,6 +51,9 @@ type ctlCommand struct {
 	help string   // what it does, in one line
 	keys []string // the parameters it takes
 	need []string // those of keys it requires
+	// rest is the parameter of keys that words after the name give, joined
+	// by commas, as in `cluster join a:7946 b:7946`; empty: no such words.
+	rest string
 	run  func(ctx context.Context, c *ctlClient, p map[string]string) error
 }
 
@@ -86,6 +89,12 @@ var ctlCommands = []ctlCommand{
 		run: ctlDrain},
 	{name: "trace", args: "client-id=X", help: "follow the packets of one client live until Ctrl-C",
 		keys: []string{"client-id"}, need: []string{"client-id"}, run: ctlTrace},
+	{name: "cluster show", help: "the cluster as this node sees it: members and their state, links to the other nodes",
+		run: ctlClusterShow},
+	{name: "cluster join", args: "HOST:PORT...", help: "contact these gossip addresses (or seeds=A,B) and merge with their cluster",
+		keys: []string{"seeds"}, need: []string{"seeds"}, rest: "seeds", run: ctlClusterJoin},
+	{name: "cluster leave", help: "leave the cluster for good, handing offline sessions over; the node then shuts down",
+		run: ctlClusterLeave},
 }
 
 // ctlUsage prints how to call `avocet ctl`.
@@ -171,9 +180,12 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	err = cmd.run(ctx, c, params)
 	var ae *ctlAPIError
+	var ue *ctlUsageError
 	switch {
 	case err == nil:
 		return ctlExitOK
+	case errors.As(err, &ue):
+		return usage(err)
 	case errors.As(err, &ae) && ae.status == http.StatusNotFound:
 		fmt.Fprintf(stderr, "avocet ctl: %v\n", err)
 		return ctlExitNotFound
@@ -249,14 +261,25 @@ func ctlParams(fs *flag.FlagSet, args []string) (words []string, params map[stri
 }
 
 // ctlFind returns the command that words name and checks its parameters.
+// The words after a command's name give its rest parameter, if it has one.
 func ctlFind(words []string, params map[string]string) (*ctlCommand, error) {
 	name := strings.Join(words, " ")
 	var cmd *ctlCommand
 	for i := range ctlCommands {
-		if ctlCommands[i].name == name {
-			cmd = &ctlCommands[i]
-			break
+		c := &ctlCommands[i]
+		n := strings.Fields(c.name)
+		if len(n) > len(words) || !slices.Equal(n, words[:len(n)]) || (len(n) < len(words) && c.rest == "") {
+			continue
 		}
+		cmd = c
+		if extra := words[len(n):]; len(extra) > 0 {
+			if _, dup := params[c.rest]; dup {
+				return nil, usageErrorf("%s is given twice", c.rest)
+			}
+			params[c.rest] = strings.Join(extra, ",")
+		}
+		name = c.name
+		break
 	}
 	if cmd == nil {
 		return nil, usageErrorf("unknown command %q", name)
@@ -329,16 +352,23 @@ func newCtlClient(adminURL, token, tokenFile string, timeout time.Duration) (*ct
 }
 
 // request sends one request to path (under /api/v1, its segments already
-// escaped) and returns the answer for the caller to read and close, or the
-// API's error.
-func (c *ctlClient) request(ctx context.Context, hc *http.Client, method, path string, query url.Values) (*http.Response, error) {
+// escaped), with body as JSON when it is not nil, and returns the answer for
+// the caller to read and close, or the API's error.
+func (c *ctlClient) request(ctx context.Context, hc *http.Client, method, path string, query url.Values, body []byte) (*http.Response, error) {
 	target := c.base + "/api/v1" + path
 	if len(query) > 0 {
 		target += "?" + query.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, target, nil)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, rd)
 	if err != nil {
 		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
 	if c.token != "" {
@@ -352,35 +382,49 @@ func (c *ctlClient) request(ctx context.Context, hc *http.Client, method, path s
 		return resp, nil
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	var e struct {
 		Error string `json:"error"`
 	}
 	msg := fmt.Sprintf("%s %s: %s", method, req.URL.Path, resp.Status)
-	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+	if json.Unmarshal(answer, &e) == nil && e.Error != "" {
 		msg = e.Error
 	}
 	return nil, &ctlAPIError{status: resp.StatusCode, msg: clean(msg)}
 }
 
-// call sends one request and returns the body of its answer.
-func (c *ctlClient) call(ctx context.Context, method, path string, query url.Values) ([]byte, error) {
-	resp, err := c.request(ctx, c.http, method, path, query)
+// call sends one request, with a JSON body when body is not nil, and
+// returns the body of its answer.
+func (c *ctlClient) call(ctx context.Context, method, path string, query url.Values, body []byte) ([]byte, error) {
+	resp, err := c.request(ctx, c.http, method, path, query, body)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, ctlMaxBody))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, ctlMaxBody))
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}
-	return body, nil
+	return answer, nil
 }
 
 // show calls the API and prints the answer: as JSON with --json, else by
 // decoding it into v and calling human.
 func (c *ctlClient) show(ctx context.Context, method, path string, query url.Values, v any, human func() error) error {
-	body, err := c.call(ctx, method, path, query)
+	return c.send(ctx, method, path, query, nil, v, human)
+}
+
+// send is show with a request body, sent as JSON when it is not nil.
+func (c *ctlClient) send(ctx context.Context, method, path string, query url.Values, in, v any, human func() error) error {
+	var reqBody []byte
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("%s %s: encode request: %w", method, path, err)
+		}
+		reqBody = b
+	}
+	body, err := c.call(ctx, method, path, query, reqBody)
 	if err != nil {
 		return err
 	}
@@ -456,6 +500,13 @@ func ctlStatus(ctx context.Context, c *ctlClient, _ map[string]string) error {
 		row("queues", "%d queued, %d inflight, %s outbound", st.Queued, st.Inflight, sizeIEC(st.OutboundBytes))
 		row("protocol errors", "%d", st.ProtocolErrors)
 		row("bridges", "%d running, %d connected", st.Bridges.Count, st.Bridges.Connected)
+		if cl := st.Cluster; cl != nil {
+			split := "no netsplit"
+			if cl.Netsplit {
+				split = "netsplit"
+			}
+			row("cluster", "%d members, %d alive, %s, %d of %d links up", cl.Members, cl.Alive, split, cl.LinksUp, cl.Links)
+		}
 		if s := st.Store; s != nil {
 			row("store", "%s, %s, %d batches (last %.3f ms), %d failures, %d pending",
 				clean(s.Path), sizeIEC(s.Size), s.Batches, s.LastBatchMS, s.Failures, s.Pending)
@@ -699,7 +750,7 @@ func ctlDrain(ctx context.Context, c *ctlClient, _ map[string]string) error {
 // copies the stream's lines as they come.
 func ctlTrace(ctx context.Context, c *ctlClient, p map[string]string) error {
 	id := p["client-id"]
-	resp, err := c.request(ctx, c.stream, "GET", "/trace", url.Values{"client_id": {id}})
+	resp, err := c.request(ctx, c.stream, "GET", "/trace", url.Values{"client_id": {id}}, nil)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -742,6 +793,71 @@ func (c *ctlClient) traceLine(line []byte) error {
 	}
 	_, err := fmt.Fprintln(c.stdout, traceText(ev))
 	return err
+}
+
+// ctlClusterShow prints the node's view of the cluster: a summary, the
+// members, and the links to the other nodes.
+func ctlClusterShow(ctx context.Context, c *ctlClient, _ map[string]string) error {
+	var st admin.ClusterStatus
+	return c.show(ctx, "GET", "/cluster", nil, &st, func() error {
+		tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+		row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, a...)...) }
+		row("node", "%s", clean(st.Node))
+		row("netsplit", "%s", yesNo(st.Netsplit))
+		row("filters", "%d", st.Filters)
+		row("messages", "%d forwarded, %d not forwarded, %d received", st.Forwarded, st.ForwardDrops, st.Received)
+		row("retained", "%d changes applied", st.RetainApplied)
+		row("sessions", "%d moved here", st.SessionsMoved)
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(c.stdout)
+		err := c.table("MEMBER\tSTATE\tGOSSIP ADDRESS\tLINK ADDRESS", func(w io.Writer) {
+			for _, m := range st.Members {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", clean(m.Name), clean(m.State), dash(m.GossipAddr), dash(m.LinkAddr))
+			}
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(c.stdout)
+		return c.table("PEER\tUP\tQUEUED\tUNACKED\tSENT\tACKED\tDROPPED", func(w io.Writer) {
+			for _, l := range st.Links {
+				fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%d\n", clean(l.Node), yesNo(l.Connected),
+					l.Queued, l.Unacked, l.Sent, l.Acked, l.Dropped)
+			}
+		})
+	})
+}
+
+// ctlClusterJoin asks the node to contact the seeds, given as words or as
+// seeds=A,B.
+func ctlClusterJoin(ctx context.Context, c *ctlClient, p map[string]string) error {
+	var seeds []string
+	for s := range strings.SplitSeq(p["seeds"], ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			seeds = append(seeds, s)
+		}
+	}
+	if len(seeds) == 0 {
+		return usageErrorf("cluster join needs at least one HOST:PORT")
+	}
+	var a admin.ClusterAction
+	return c.send(ctx, "POST", "/cluster/join", nil, admin.ClusterJoinRequest{Seeds: seeds}, &a, func() error {
+		_, err := fmt.Fprintf(c.stdout, "joined the cluster through %s; `avocet ctl cluster show` lists the members\n",
+			clean(strings.Join(seeds, ", ")))
+		return err
+	})
+}
+
+// ctlClusterLeave asks the node to leave the cluster.
+func ctlClusterLeave(ctx context.Context, c *ctlClient, _ map[string]string) error {
+	var a admin.ClusterAction
+	return c.show(ctx, "POST", "/cluster/leave", nil, &a, func() error {
+		_, err := fmt.Fprintln(c.stdout, "leaving the cluster: the node hands its offline sessions over to the other"+
+			" members and shuts down")
+		return err
+	})
 }
 
 // tracePreview is how many characters of a payload a trace line shows.

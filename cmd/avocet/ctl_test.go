@@ -8,11 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +25,7 @@ import (
 
 	"github.com/avocet-mqtt/avocet/admin"
 	"github.com/avocet-mqtt/avocet/broker"
+	"github.com/avocet-mqtt/avocet/cluster"
 	"github.com/avocet-mqtt/avocet/mqtt"
 )
 
@@ -528,6 +533,14 @@ func TestCtlUsageErrors(t *testing.T) {
 		{"--token", "a", "--token-file", "b", "status"},
 		{"--admin", "ftp://host", "status"},
 		{"listener", "stop", "--name"},
+		{"cluster"},
+		{"cluster", "join"},
+		{"cluster", "join", "seeds="},
+		{"cluster", "join", "seeds=,"},
+		{"cluster", "join", "127.0.0.2:7946", "seeds=127.0.0.3:7946"},
+		{"cluster", "show", "extra"},
+		{"cluster", "leave", "now"},
+		{"cluster", "leave", "seeds=127.0.0.2:7946"},
 	} {
 		var stdout, stderr strings.Builder
 		code := run(append([]string{"ctl"}, args...), &stdout, &stderr)
@@ -575,5 +588,185 @@ func TestCtlTraceText(t *testing.T) {
 		if got := traceText(tc.ev); got != want {
 			t.Errorf("traceText:\n got %q\nwant %q", got, want)
 		}
+	}
+}
+
+// ctlFakeCluster is the cluster an admin server reports in the ctl tests of
+// the cluster commands: a fixed status, and the joins and leaves asked for.
+type ctlFakeCluster struct {
+	mu        sync.Mutex
+	clustered bool       // guarded by mu
+	joins     [][]string // guarded by mu
+	leaves    int        // guarded by mu
+}
+
+func (f *ctlFakeCluster) status() *cluster.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.clustered {
+		return nil
+	}
+	return &cluster.Status{
+		Node:     "avocet@n1",
+		Netsplit: true,
+		Members: []cluster.Member{
+			{Name: "avocet@n2", GossipAddr: "127.0.0.2:7946", LinkAddr: "127.0.0.2:7947", State: cluster.StateDead},
+			{Name: "avocet@n1", GossipAddr: "127.0.0.1:7946", LinkAddr: "127.0.0.1:7947", State: cluster.StateAlive},
+		},
+		Links: []cluster.LinkStats{
+			{Node: "avocet@n2", Addr: "127.0.0.2:7947", Queued: 12, Unacked: 3, Sent: 900, Acked: 897, Dropped: 5, Reconnects: 2},
+		},
+		Filters: 4, Forwarded: 900, ForwardDrops: 5, Received: 41, RetainApplied: 2, SessionsMoved: 1,
+	}
+}
+
+func (f *ctlFakeCluster) join(seeds []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if slices.Contains(seeds, "127.0.0.9:7946") {
+		return errors.New("no seed answered")
+	}
+	f.joins = append(f.joins, seeds)
+	return nil
+}
+
+func (f *ctlFakeCluster) leave() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.leaves++
+	return nil
+}
+
+// startCtlCluster serves an admin API in process, over a broker that serves
+// no clients, with fc as its cluster; it returns the API's URL.
+func startCtlCluster(t *testing.T, fc *ctlFakeCluster) string {
+	t.Helper()
+	opts := broker.DefaultOptions()
+	opts.SysInterval = 0
+	opts.Logger = slog.New(slog.DiscardHandler)
+	b, err := broker.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := admin.New(admin.Options{Address: "127.0.0.1:0", Broker: b, Logger: opts.Logger,
+		Cluster: fc.status, ClusterJoin: fc.join, ClusterLeave: fc.leave})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		hs.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := b.Close(ctx); err != nil {
+			t.Errorf("broker Close: %v", err)
+		}
+	})
+	return hs.URL
+}
+
+// runCtlIn runs `avocet ctl --admin url args...` in this process.
+func runCtlIn(url string, args ...string) (stdout, stderr string, code int) {
+	var out, errOut strings.Builder
+	code = run(append([]string{"ctl", "--admin", url}, args...), &out, &errOut)
+	return out.String(), errOut.String(), code
+}
+
+func TestCtlCluster(t *testing.T) {
+	fc := &ctlFakeCluster{clustered: true}
+	url := startCtlCluster(t, fc)
+	ok := func(args ...string) string {
+		t.Helper()
+		out, errOut, code := runCtlIn(url, args...)
+		if code != ctlExitOK {
+			t.Fatalf("ctl %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+		}
+		return out
+	}
+
+	out := ok("cluster", "show")
+	for _, want := range []string{
+		"node      avocet@n1\n",
+		"netsplit  yes\n",
+		"messages  900 forwarded, 5 not forwarded, 41 received\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("cluster show lacks %q:\n%s", want, out)
+		}
+	}
+	rows := regexp.MustCompile(`(?m)^(MEMBER|PEER|avocet@n\d)\s.*$`).FindAllString(out, -1)
+	want := []string{
+		"MEMBER     STATE  GOSSIP ADDRESS  LINK ADDRESS",
+		"avocet@n1  alive  127.0.0.1:7946  127.0.0.1:7947",
+		"avocet@n2  dead   127.0.0.2:7946  127.0.0.2:7947",
+		"PEER       UP  QUEUED  UNACKED  SENT  ACKED  DROPPED",
+		"avocet@n2  no  12      3        900   897    5",
+	}
+	if !slices.Equal(rows, want) {
+		t.Errorf("cluster show tables:\n%s\nwant\n%s\nall:\n%s", strings.Join(rows, "\n"), strings.Join(want, "\n"), out)
+	}
+
+	var st admin.ClusterStatus
+	if err := json.Unmarshal([]byte(ok("cluster", "show", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Node != "avocet@n1" || !st.Netsplit || len(st.Members) != 2 || st.Members[1].State != "dead" ||
+		len(st.Links) != 1 || st.Links[0].Dropped != 5 || st.SessionsMoved != 1 {
+		t.Errorf("cluster show --json = %+v", st)
+	}
+
+	if out := ok("status"); !strings.Contains(out, "cluster          2 members, 1 alive, netsplit, 0 of 1 links up\n") {
+		t.Errorf("status lacks the cluster row:\n%s", out)
+	}
+
+	if out := ok("cluster", "join", "127.0.0.2:7946", "n3.example:7946"); !strings.Contains(out, "joined the cluster through 127.0.0.2:7946, n3.example:7946") {
+		t.Errorf("cluster join printed %q", out)
+	}
+	ok("cluster", "join", "seeds=127.0.0.4:7946, 127.0.0.5:7946")
+	var a admin.ClusterAction
+	if err := json.Unmarshal([]byte(ok("--json", "cluster", "join", "--seeds", "127.0.0.6:7946")), &a); err != nil || a.Status != "joined" {
+		t.Errorf("cluster join --json: %+v %v", a, err)
+	}
+	fc.mu.Lock()
+	joins := fc.joins
+	fc.mu.Unlock()
+	wantJoins := [][]string{{"127.0.0.2:7946", "n3.example:7946"}, {"127.0.0.4:7946", "127.0.0.5:7946"}, {"127.0.0.6:7946"}}
+	if !reflect.DeepEqual(joins, wantJoins) {
+		t.Errorf("joins = %q, want %q", joins, wantJoins)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"cluster", "join", "nohost"}, `seed "nohost" is not host:port`},
+		{[]string{"cluster", "join", "127.0.0.9:7946"}, "join 127.0.0.9:7946: no seed answered"},
+	} {
+		if _, errOut, code := runCtlIn(url, tc.args...); code != ctlExitFailed || !strings.Contains(errOut, tc.want) {
+			t.Errorf("ctl %s: exit %d %q, want %d with %q", strings.Join(tc.args, " "), code, errOut, ctlExitFailed, tc.want)
+		}
+	}
+
+	if out := ok("cluster", "leave"); !strings.Contains(out, "leaving the cluster") {
+		t.Errorf("cluster leave printed %q", out)
+	}
+	fc.mu.Lock()
+	leaves := fc.leaves
+	fc.mu.Unlock()
+	if leaves != 1 {
+		t.Errorf("ClusterLeave called %d times, want 1", leaves)
+	}
+
+	// A single node: the cluster commands find nothing (exit 3), and the
+	// status has no cluster row.
+	fc.mu.Lock()
+	fc.clustered = false
+	fc.mu.Unlock()
+	for _, args := range [][]string{{"cluster", "show"}, {"cluster", "join", "127.0.0.2:7946"}, {"cluster", "leave"}} {
+		if _, errOut, code := runCtlIn(url, args...); code != ctlExitNotFound || !strings.Contains(errOut, "not part of a cluster") {
+			t.Errorf("ctl %s on a single node: exit %d %q", strings.Join(args, " "), code, errOut)
+		}
+	}
+	if out := ok("status"); strings.Contains(out, "cluster") {
+		t.Errorf("a single node's status shows a cluster:\n%s", out)
 	}
 }
