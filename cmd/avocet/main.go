@@ -165,6 +165,15 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		"took", time.Since(started).Round(time.Millisecond))
 	certs := newListenerCerts(ctx, log)
 	defer certs.close()
+	ctx, shutdown := context.WithCancel(ctx)
+	defer shutdown()
+	cl, err := startCluster(cfg, b, db, certs, log)
+	if err != nil {
+		_ = b.Close(context.Background())
+		return err
+	}
+	node := newClusterControl(cl, shutdown, log)
+	defer node.close()
 	ls := newListenerSet(b, cfg, certs, log, stdout)
 	fmt.Fprintf(stdout, "avocet %s\n", version)
 	if err := ls.startAll(); err != nil {
@@ -180,7 +189,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	if cfg.Admin.Address != "" {
 		srv, err := admin.New(admin.Options{Address: cfg.Admin.Address, Token: cfg.Admin.Token, Broker: b, Store: db,
 			Config: func() *config.Config { return cfg }, Listeners: ls, Drainer: drainer{ls: ls, b: b},
-			Logger: log, Version: version, NodeName: cfg.Node.Name, Bridges: bridges.statuses})
+			Logger: log, Version: version, NodeName: cfg.Node.Name, Bridges: bridges.statuses,
+			Cluster: node.status, ClusterJoin: node.join, ClusterLeave: node.leaveCluster})
 		if err != nil {
 			bridges.stopAll()
 			ls.closeAll()
@@ -231,6 +241,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		log.Warn("drain incomplete", "err", err)
 	}
 	bridges.stopAll()
+	node.close()
 	sctx, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel2()
 	if err := b.Close(sctx); err != nil {
@@ -284,6 +295,7 @@ func brokerOptions(cfg *config.Config, log *slog.Logger) broker.Options {
 	default:
 		o.SharedStrategy = broker.RoundRobin
 	}
+	o.SharedPreferLocal = m.SharedPreferLocal
 	o.SysInterval = m.SysInterval.Std()
 	o.AllowEmptyClientID = m.AllowEmptyClientID
 	o.AllowAnonymous = cfg.Auth.AllowAnonymous
