@@ -137,13 +137,7 @@ func (b *Broker) ExportSession(id string, keep bool) (records []session.Record, 
 		found = true
 		if c := cs.conn.Load(); c != nil {
 			b.mu.Unlock()
-			c.kick(mqtt.SessionTakenOver)
-			select {
-			case <-c.settled():
-			case <-time.After(5 * time.Second):
-				c.shutdown()
-				<-c.settled()
-			}
+			c.takeOver()
 			continue
 		}
 		if !keep || cs.s.Expiry() == 0 {

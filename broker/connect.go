@@ -304,13 +304,7 @@ func (b *Broker) attach(c *conn, cleanStart bool, expiry uint32, will *mqtt.Mess
 				b.mu.Unlock()
 				// [MQTT-3.1.4-3] take over: the older connection goes (5.0: reason 0x8E)
 				// and settles its session before this one proceeds.
-				old.kick(mqtt.SessionTakenOver)
-				select {
-				case <-old.settled():
-				case <-time.After(5 * time.Second):
-					old.shutdown()
-					<-old.settled()
-				}
+				old.takeOver()
 				continue
 			}
 		}
@@ -339,6 +333,18 @@ func (b *Broker) attach(c *conn, cleanStart bool, expiry uint32, will *mqtt.Mess
 		cs.conn.Store(c)
 		b.mu.Unlock()
 		return present
+	}
+}
+
+// takeOver closes the connection for a newer one of its client (5.0: reason
+// 0x8E) and waits until its session is settled.
+func (c *conn) takeOver() {
+	c.kick(mqtt.SessionTakenOver)
+	select {
+	case <-c.settled():
+	case <-time.After(5 * time.Second):
+		c.shutdown()
+		<-c.settled()
 	}
 }
 
