@@ -62,6 +62,8 @@ func (s *Stats) drop(reason *atomic.Int64) {
 // keeps the sessions, and routes every message through the subscription tree to
 // sessions, shared subscription groups and receivers.
 type Broker struct {
+	routed atomic.Uint64 // messages routed on a node of a cluster, to number them (MsgRef)
+
 	opts  Options
 	log   *slog.Logger
 	tree  *SubTree
@@ -313,30 +315,68 @@ func (b *Broker) publish(m *mqtt.Message) (n int, stored bool) {
 }
 
 // route sends m to every matching subscriber once and returns how many it went
-// to, and whether a session store was written.
+// to, and whether a session store was written. On a node of a cluster the
+// message is numbered, forwarded once to the other nodes with a match, and
+// relayed to the sessions that moved to another node lately.
 func (b *Broker) route(m *mqtt.Message) (n int, stored bool) {
 	res := b.matchPool.Get().(*MatchResult)
 	defer b.matchPool.Put(res)
 	b.tree.Match(m.Topic, m.Origin, res)
+	cl := b.clusterOf()
+	var ref MsgRef
+	if cl != nil {
+		ref.N = b.routed.Add(1)
+	}
+	res.nodes, res.moved = res.nodes[:0], res.moved[:0]
 	for i := range res.Recipients {
 		r := &res.Recipients[i]
-		ok, st := b.deliver(r.Subscriber, m, min(m.QoS, r.QoS), r.RetainAsPublished && m.Retain, r.SubscriptionIDs, "")
+		if cl != nil {
+			if IsNode(r.Subscriber) {
+				res.nodes = append(res.nodes, r.Subscriber[len(NodePrefix):])
+				continue
+			}
+			if IsMoved(r.Subscriber) {
+				res.moved = append(res.moved, i)
+				continue
+			}
+		}
+		ok, st := b.deliver(r.Subscriber, m, min(m.QoS, r.QoS), r.RetainAsPublished && m.Retain, r.SubscriptionIDs, "", ref)
 		if ok {
 			n++
 		}
 		stored = stored || st
 	}
+	if len(res.nodes) > 0 {
+		n += len(res.nodes)
+		stored = cl.Forward(m, ref.N, res.nodes) || stored
+	}
+	for _, i := range res.moved {
+		r := &res.Recipients[i]
+		n++
+		stored = cl.Relay(r.Subscriber[len(MovedPrefix):], m, min(m.QoS, r.QoS), r.RetainAsPublished && m.Retain,
+			r.SubscriptionIDs, "", ref) || stored
+	}
 	for i := range res.Groups {
 		g := &res.Groups[i]
 		mem, _ := b.pickMember(g, false)
-		ok, st := b.deliver(mem.Subscriber, m, min(m.QoS, mem.Options.QoS), mem.Options.RetainAsPublished && m.Retain,
-			subIDs(mem.Options.SubscriptionID), mqtt.SharePrefix+g.Group+"/"+g.Filter)
+		ok, st := b.deliverMember(cl, mem, m, mqtt.SharePrefix+g.Group+"/"+g.Filter, ref)
 		if ok {
 			n++
 		}
 		stored = stored || st
 	}
 	return n, stored
+}
+
+// deliverMember gives m, identified by ref, to the member of a shared
+// subscription group, of the form $share/{ShareName}/{filter}, chosen for it.
+func (b *Broker) deliverMember(cl Cluster, mem Member, m *mqtt.Message, group string, ref MsgRef) (ok, stored bool) {
+	qos, retain := min(m.QoS, mem.Options.QoS), mem.Options.RetainAsPublished && m.Retain
+	ids := subIDs(mem.Options.SubscriptionID)
+	if cl != nil && IsMoved(mem.Subscriber) {
+		return true, cl.Relay(mem.Subscriber[len(MovedPrefix):], m, qos, retain, ids, group, ref)
+	}
+	return b.deliver(mem.Subscriber, m, qos, retain, ids, group, ref)
 }
 
 // subIDs returns a slice holding id, or nil for zero, without allocating for the
@@ -360,7 +400,8 @@ var smallIDs = func() []uint32 {
 }()
 
 // deliver gives m to subscriber, a session or a receiver. ids is copied if kept.
-func (b *Broker) deliver(subscriber string, m *mqtt.Message, qos mqtt.QoS, retain bool, ids []uint32, group string) (ok, stored bool) {
+// ref identifies m in a cluster: a session that moved here lately takes it once.
+func (b *Broker) deliver(subscriber string, m *mqtt.Message, qos mqtt.QoS, retain bool, ids []uint32, group string, ref MsgRef) (ok, stored bool) {
 	b.mu.RLock()
 	cs := b.sessions[subscriber]
 	var r Receiver
@@ -370,12 +411,22 @@ func (b *Broker) deliver(subscriber string, m *mqtt.Message, qos mqtt.QoS, retai
 	b.mu.RUnlock()
 	switch {
 	case cs != nil:
-		return cs.deliver(b, m, qos, retain, ids, group)
+		if cl := b.clusterOf(); cl != nil && cl.MovedIn(subscriber) && !cl.FirstDelivery(subscriber, ref) {
+			return true, false // it came relayed already
+		}
+		return cs.deliver(b, m, qos, retain, ids, group, ref)
 	case r != nil:
 		if gr, ok := r.(GroupReceiver); ok && group != "" {
 			return true, gr.DeliverGroup(m, qos, retain, group)
 		}
 		return true, r.Deliver(m, qos, retain, ids)
+	}
+	// The session ended after the message was matched. When it moved to
+	// another node the message follows it there.
+	if cl := b.clusterOf(); cl != nil && !IsNode(subscriber) {
+		if st := cl.Relay(subscriber, m, qos, retain, ids, group, ref); st || cl.Relaying(subscriber) {
+			return true, st
+		}
 	}
 	return false, false
 }
@@ -452,8 +503,12 @@ func (b *Broker) firstOnline(members []Member, start int, localOnly bool) (Membe
 	return members[start], true
 }
 
-// online reports whether subscriber is a session with a connection, or a receiver.
+// online reports whether subscriber is a session with a connection, a receiver,
+// or the relay of a session that moved to another node.
 func (b *Broker) online(subscriber string) bool {
+	if IsMoved(subscriber) {
+		return true
+	}
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if cs := b.sessions[subscriber]; cs != nil {

@@ -33,6 +33,38 @@ type Cluster interface {
 	// Retained is called after a local publish changed the retained message of
 	// m.Topic: set it, or cleared it when the payload is empty.
 	Retained(m *mqtt.Message)
+	// Forward sends m once to each of nodes, the other nodes with a matching
+	// subscription, numbered n among the messages routed here (see MsgRef),
+	// and reports whether a store was written (wait for a Barrier before
+	// acknowledging).
+	Forward(m *mqtt.Message, n uint64, nodes []string) (stored bool)
+	// Relay sends m to the session of client on the node it moved to, as
+	// delivered here with qos, retain, subscription identifiers ids and, for a
+	// shared subscription, group. ref identifies m, so that the session takes
+	// it once whichever way it comes. It reports whether a store was written.
+	Relay(client string, m *mqtt.Message, qos mqtt.QoS, retain bool, ids []uint32, group string, ref MsgRef) (stored bool)
+	// Relaying reports whether messages for the session of client are relayed
+	// to the node it moved to.
+	Relaying(client string) bool
+	// MovedIn reports whether the session of client moved here from a node
+	// that may still relay messages to it. It is called for every local
+	// delivery and must be quick.
+	MovedIn(client string) bool
+	// FirstDelivery reports whether the message ref is new to the session of
+	// client, which moved here (MovedIn), and records it: a message may come
+	// both directly and relayed by the node the session left.
+	FirstDelivery(client string, ref MsgRef) bool
+	// Imported is called once the session of client, exported by another node
+	// for Register, is installed here.
+	Imported(client string)
+}
+
+// MsgRef identifies a message routed in a cluster: the node it was published
+// on (empty for this one) and its number among the messages routed there. N
+// is 0 for a message that is not numbered.
+type MsgRef struct {
+	Node string
+	N    uint64
 }
 
 // GroupReceiver is a Receiver that is told which shared subscription a message
@@ -81,19 +113,30 @@ func (b *Broker) SetCluster(c Cluster) {
 // to every matching local subscriber but the members of shared subscriptions,
 // which the publishing node served; otherwise only to one local member of the
 // shared subscription group, $share/{ShareName}/{filter}, the publishing node
-// chose this node for. It returns the number of local subscribers it went to and
-// whether a session store was written (wait for a Barrier before acknowledging).
-func (b *Broker) RouteFromNode(m *mqtt.Message, group string) (n int, stored bool) {
+// chose this node for. ref identifies the message. It returns the number of
+// local subscribers it went to and whether a session store was written (wait
+// for a Barrier before acknowledging).
+func (b *Broker) RouteFromNode(m *mqtt.Message, group string, ref MsgRef) (n int, stored bool) {
 	res := b.matchPool.Get().(*MatchResult)
 	defer b.matchPool.Put(res)
 	b.tree.Match(m.Topic, m.Origin, res)
+	cl := b.clusterOf()
 	if group == "" {
 		for i := range res.Recipients {
 			r := &res.Recipients[i]
-			if IsNode(r.Subscriber) {
+			qos, retain := min(m.QoS, r.QoS), r.RetainAsPublished && m.Retain
+			var ok, st bool
+			switch {
+			case IsNode(r.Subscriber):
 				continue
+			case IsMoved(r.Subscriber):
+				if cl == nil {
+					continue
+				}
+				ok, st = true, cl.Relay(r.Subscriber[len(MovedPrefix):], m, qos, retain, r.SubscriptionIDs, "", ref)
+			default:
+				ok, st = b.deliver(r.Subscriber, m, qos, retain, r.SubscriptionIDs, "", ref)
 			}
-			ok, st := b.deliver(r.Subscriber, m, min(m.QoS, r.QoS), r.RetainAsPublished && m.Retain, r.SubscriptionIDs, "")
 			if ok {
 				n++
 			}
@@ -110,8 +153,7 @@ func (b *Broker) RouteFromNode(m *mqtt.Message, group string) (n int, stored boo
 		if !ok {
 			continue
 		}
-		ok, st := b.deliver(mem.Subscriber, m, min(m.QoS, mem.Options.QoS), mem.Options.RetainAsPublished && m.Retain,
-			subIDs(mem.Options.SubscriptionID), group)
+		ok, st := b.deliverMember(cl, mem, m, group, ref)
 		if ok {
 			n++
 		}
@@ -120,13 +162,41 @@ func (b *Broker) RouteFromNode(m *mqtt.Message, group string) (n int, stored boo
 	return n, stored
 }
 
+// DeliverRelayed gives the session of client a message relayed by the node the
+// session moved from, as that node matched it: with qos, retain, subscription
+// identifiers ids and, for a shared subscription, group; ref identifies it. It
+// reports whether the session was found and whether its store was written.
+func (b *Broker) DeliverRelayed(client string, m *mqtt.Message, qos mqtt.QoS, retain bool, ids []uint32, group string, ref MsgRef) (ok, stored bool) {
+	b.mu.RLock()
+	cs := b.sessions[client]
+	b.mu.RUnlock()
+	if cs == nil {
+		return false, false
+	}
+	if cl := b.clusterOf(); cl != nil && !cl.FirstDelivery(client, ref) {
+		return true, false
+	}
+	return cs.deliver(b, m, qos, retain, ids, group, ref)
+}
+
+// EndRelay removes the relay that ExportSession left for client: its
+// subscriptions no longer count here.
+func (b *Broker) EndRelay(client string) {
+	b.tree.UnsubscribeAll(MovedPrefix + client)
+}
+
 // ExportSession ends client id's connection on this node, if any, and its
 // session, for the client that connects on another node. With keep, it returns
 // the records of the session (nil when there is none, or it ends with its
 // connection) for the other node to restore with ImportSession; otherwise the
 // session ends here as it would for a clean start, its will published. found
 // reports whether there was a session.
-func (b *Broker) ExportSession(id string, keep bool) (records []session.Record, found bool) {
+//
+// With relay, the subscriptions of a session that moves stay in the tree under
+// MovedPrefix+id, so that the node keeps routing what they match until the
+// other nodes route it to the session's new node: the broker hands it to
+// Cluster.Relay. EndRelay removes them.
+func (b *Broker) ExportSession(id string, keep, relay bool) (records []session.Record, found bool) {
 	for {
 		b.mu.Lock()
 		cs := b.sessions[id]
@@ -151,13 +221,21 @@ func (b *Broker) ExportSession(id string, keep bool) (records []session.Record, 
 		// The session moves: a delayed will is not sent, as for a session resumed
 		// here [MQTT-3.1.3-9]; its shared subscription messages go with it.
 		var subs []session.SubscriptionRecord
-		for _, sub := range b.tree.Subscriptions(id) {
+		held := b.tree.Subscriptions(id)
+		for _, sub := range held {
 			o := sub.Options
 			subs = append(subs, session.SubscriptionRecord{Filter: sub.Filter, SubscriptionID: o.SubscriptionID,
 				Options: mqtt.Subscription{QoS: o.QoS, NoLocal: o.NoLocal, RetainAsPublished: o.RetainAsPublished,
 					RetainHandling: o.RetainHandling}})
 		}
 		records = cs.s.Snapshot(subs, time.Now())
+		if relay {
+			for _, sub := range held {
+				if _, err := b.tree.Subscribe(MovedPrefix+id, sub.Filter, sub.Options); err != nil {
+					b.log.Warn("subscription of a moved session not relayed", "client_id", id, "filter", sub.Filter, "err", err)
+				}
+			}
+		}
 		cs.will = nil
 		stopTimer(&cs.expiryTimer)
 		stopTimer(&cs.willTimer)

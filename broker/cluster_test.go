@@ -18,6 +18,58 @@ type fakeCluster struct {
 	retained []string
 	register func(id string, cleanStart bool) ([]session.Record, error)
 	refuse   bool // PublishAllowed false
+	movedIn  string
+	seen     map[MsgRef]bool
+	forwards []string // node:topic
+	relays   []string // client:topic[group]:origin
+	imported []string
+}
+
+func (f *fakeCluster) Forward(m *mqtt.Message, n uint64, nodes []string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, node := range nodes {
+		f.forwards = append(f.forwards, node+":"+m.Topic)
+	}
+	return false
+}
+
+func (f *fakeCluster) Relay(client string, m *mqtt.Message, _ mqtt.QoS, _ bool, _ []uint32, group string, ref MsgRef) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.relays = append(f.relays, client+":"+m.Topic+group+":"+ref.Node)
+	return false
+}
+
+// FirstDelivery takes every message numbered n for new once, whatever its node.
+func (f *fakeCluster) FirstDelivery(client string, ref MsgRef) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.seen == nil {
+		f.seen = map[MsgRef]bool{}
+	}
+	ref.Node = ""
+	if f.seen[ref] {
+		return false
+	}
+	f.seen[ref] = true
+	return true
+}
+
+func (f *fakeCluster) Relaying(string) bool { return false }
+
+func (f *fakeCluster) MovedIn(client string) bool { return client == f.movedIn }
+
+func (f *fakeCluster) Imported(client string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.imported = append(f.imported, client)
+}
+
+func (f *fakeCluster) lists() (forwards, relays, imported []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.forwards), slices.Clone(f.relays), slices.Clone(f.imported)
 }
 
 func (f *fakeCluster) FilterAdded(filter string) {
@@ -159,10 +211,11 @@ func TestRouteFromNodeAndToNodes(t *testing.T) {
 		t.Fatalf("member got %q", p.Topic)
 	}
 	eventually(t, "the node to get t/1 and the group only it is in", func() bool {
-		return slices.Equal(n2.list(), []string{"t/1", "t/1@$share/only/t/#"})
+		fw, _, _ := fc.lists()
+		return slices.Equal(fw, []string{"n2:t/1"}) && slices.Equal(n2.list(), []string{"t/1@$share/only/t/#"})
 	})
 
-	n, _ := b.RouteFromNode(&mqtt.Message{Topic: "t/2", QoS: 1, Payload: []byte("y")}, "")
+	n, _ := b.RouteFromNode(&mqtt.Message{Topic: "t/2", QoS: 1, Payload: []byte("y")}, "", MsgRef{Node: "n2", N: 1})
 	if n != 1 {
 		t.Fatalf("routed from a node to %d subscribers, want 1", n)
 	}
@@ -170,18 +223,18 @@ func TestRouteFromNodeAndToNodes(t *testing.T) {
 		t.Fatalf("plain got %q", p.Topic)
 	}
 	member.expectNothing(100 * time.Millisecond)
-	if n, _ := b.RouteFromNode(&mqtt.Message{Topic: "t/3", QoS: 1, Payload: []byte("z")}, "$share/g/t/#"); n != 1 {
+	if n, _ := b.RouteFromNode(&mqtt.Message{Topic: "t/3", QoS: 1, Payload: []byte("z")}, "$share/g/t/#", MsgRef{Node: "n2", N: 1}); n != 1 {
 		t.Fatalf("group message from a node went to %d subscribers, want 1", n)
 	}
 	if p := member.expectPublish(); p.Topic != "t/3" {
 		t.Fatalf("member got %q", p.Topic)
 	}
 	plain.expectNothing(100 * time.Millisecond)
-	if n, _ := b.RouteFromNode(&mqtt.Message{Topic: "t/4", QoS: 1}, "$share/only/t/#"); n != 0 {
+	if n, _ := b.RouteFromNode(&mqtt.Message{Topic: "t/4", QoS: 1}, "$share/only/t/#", MsgRef{Node: "n2", N: 1}); n != 0 {
 		t.Fatalf("group with no local member: delivered to %d", n)
 	}
-	if got := n2.list(); len(got) != 2 {
-		t.Fatalf("messages from a node went back to a node: %v", got)
+	if fw, _, _ := fc.lists(); len(fw) != 1 || len(n2.list()) != 1 {
+		t.Fatalf("messages from a node went back to a node: %v %v", fw, n2.list())
 	}
 }
 
@@ -193,7 +246,7 @@ func TestSessionMovesBetweenNodes(t *testing.T) {
 	b2 := startBroker(t, nil)
 	b1.SetCluster(&fakeCluster{})
 	b2.SetCluster(&fakeCluster{register: func(id string, cleanStart bool) ([]session.Record, error) {
-		recs, _ := b1.ExportSession(id, !cleanStart)
+		recs, _ := b1.ExportSession(id, !cleanStart, false)
 		return recs, nil
 	}})
 	persistent := func(cp *mqtt.Connect) {
@@ -253,5 +306,82 @@ func TestPublishRefusedDuringNetsplit(t *testing.T) {
 		if p.Type() == mqtt.PUBACK {
 			t.Fatal("a 3.1.1 PUBLISH refused in a netsplit was acknowledged")
 		}
+	}
+}
+
+// TestMovedSessionRelays: a session that moves to another node leaves its
+// subscriptions behind as a relay, so that the node keeps its routes: what they
+// match, from a local publisher or from another node, goes to the cluster's
+// Relay, until EndRelay. The node the session moved to delivers relayed
+// messages to it, and each message once, whether it comes relayed or directly.
+func TestMovedSessionRelays(t *testing.T) {
+	b1 := startBroker(t, nil)
+	b2 := startBroker(t, nil)
+	fc1 := &fakeCluster{}
+	b1.SetCluster(fc1)
+	fc2 := &fakeCluster{movedIn: "mover", register: func(id string, cleanStart bool) ([]session.Record, error) {
+		recs, _ := b1.ExportSession(id, !cleanStart, true)
+		return recs, nil
+	}}
+	b2.SetCluster(fc2)
+	persistent := func(cp *mqtt.Connect) {
+		cp.CleanStart = false
+		cp.Properties.SessionExpiry = 3600
+		cp.Properties.Set(mqtt.PropSessionExpiry)
+	}
+	c, _ := rawConnect(t, b1.addr, mqtt.Version5, "mover", persistent)
+	c.subscribe(nil, mqtt.Subscription{Filter: "m/#", QoS: 1}, mqtt.Subscription{Filter: "$share/g/m/#", QoS: 1})
+	c.send(&mqtt.Disconnect{})
+	c.expectClosed(time.Second)
+	c2, ack := rawConnect(t, b2.addr, mqtt.Version5, "mover", persistent)
+	if !ack.SessionPresent {
+		t.Fatal("session not present on the second node")
+	}
+	if _, _, imported := fc2.lists(); !slices.Equal(imported, []string{"mover"}) {
+		t.Fatalf("imported %v", imported)
+	}
+	if f := fc1.snapshot(); f["m/#"] != 1 || f["$share/g/m/#"] != 1 {
+		t.Fatalf("first node's filters while relaying: %v", f)
+	}
+
+	pub, _ := rawConnect(t, b1.addr, mqtt.Version5, "pub", nil)
+	pub.publish(&mqtt.Publish{Topic: "m/1", QoS: 1, Payload: []byte("1")})
+	b1.RouteFromNode(&mqtt.Message{Topic: "m/2", QoS: 1}, "", MsgRef{Node: "n2", N: 7})
+	b1.RouteFromNode(&mqtt.Message{Topic: "m/3", QoS: 1}, "$share/g/m/#", MsgRef{Node: "n2"})
+	want := []string{"mover:m/1:", "mover:m/1$share/g/m/#:", "mover:m/2:n2", "mover:m/3$share/g/m/#:n2"}
+	eventually(t, "the relays", func() bool {
+		_, relays, _ := fc1.lists()
+		return slices.Equal(relays, want)
+	})
+	b1.EndRelay("mover")
+	if f := fc1.snapshot(); f["m/#"] != 0 || f["$share/g/m/#"] != 0 {
+		t.Fatalf("first node's filters after the relay: %v", f)
+	}
+	pub.publish(&mqtt.Publish{Topic: "m/4", QoS: 1, Payload: []byte("4")})
+	if _, relays, _ := fc1.lists(); len(relays) != len(want) {
+		t.Fatalf("relayed after EndRelay: %v", relays[len(want):])
+	}
+
+	// The second node: a relayed message reaches the session, and the same
+	// message coming directly is not delivered again.
+	m := &mqtt.Message{Topic: "m/r", QoS: 1, Payload: []byte("relayed")}
+	if ok, _ := b2.DeliverRelayed("mover", m, 1, false, nil, "", MsgRef{Node: "n2", N: 9}); !ok {
+		t.Fatal("relayed message not delivered")
+	}
+	if p := c2.expectPublish(); string(p.Payload) != "relayed" {
+		t.Fatalf("got %q", p.Payload)
+	} else {
+		c2.send(&mqtt.Puback{PacketID: p.PacketID})
+	}
+	if n, _ := b2.RouteFromNode(m, "", MsgRef{Node: "n2", N: 9}); n != 1 {
+		t.Fatalf("direct copy of a relayed message: delivered to %d", n)
+	}
+	c2.expectNothing(100 * time.Millisecond)
+	b2.RouteFromNode(&mqtt.Message{Topic: "m/d", QoS: 1, Payload: []byte("direct")}, "", MsgRef{Node: "n2", N: 10})
+	if p := c2.expectPublish(); string(p.Payload) != "direct" {
+		t.Fatalf("got %q", p.Payload)
+	}
+	if ok, _ := b2.DeliverRelayed("nobody", m, 1, false, nil, "", MsgRef{}); ok {
+		t.Fatal("relayed message delivered to a session that is not here")
 	}
 }

@@ -39,31 +39,40 @@ func (cs *clientSession) user() string {
 // deliver queues m for the session. A message of QoS 0 for an offline session is
 // dropped: only QoS 1 and 2 messages are kept for later (MQTT 5.0 section 3.1.2.4).
 // stored reports whether the session's store was written.
-func (cs *clientSession) deliver(b *Broker, m *mqtt.Message, qos mqtt.QoS, retain bool, ids []uint32, group string) (ok, stored bool) {
-	return cs.enqueue(b, m, qos, retain, ids, group, cs.s.Enqueue)
+func (cs *clientSession) deliver(b *Broker, m *mqtt.Message, qos mqtt.QoS, retain bool, ids []uint32, group string, ref MsgRef) (ok, stored bool) {
+	ok, stored, err := cs.enqueue(b, m, qos, retain, ids, group, cs.s.Enqueue)
+	if errors.Is(err, session.ErrEnded) {
+		// The session ended after the message was matched. When it moved to
+		// another node the message follows it there.
+		if cl := b.clusterOf(); cl != nil {
+			st := cl.Relay(cs.id, m, qos, retain, ids, group, ref)
+			return st || cl.Relaying(cs.id), st
+		}
+	}
+	return ok, stored
 }
 
 // enqueue is deliver with the session's enqueue method of choice.
 func (cs *clientSession) enqueue(b *Broker, m *mqtt.Message, qos mqtt.QoS, retain bool, ids []uint32, group string,
-	enqueue func(session.Delivery) (*session.Delivery, bool, error)) (ok, stored bool) {
+	enqueue func(session.Delivery) (*session.Delivery, bool, error)) (ok, stored bool, err error) {
 	if qos == mqtt.AtMostOnce && cs.conn.Load() == nil {
 		b.stats.drop(&b.stats.DroppedOffline)
-		return false, false
+		return false, false, nil
 	}
 	// The ACL's read rules apply to every delivery: a subscription may be allowed
 	// while a deny rule covers part of what it matches.
 	if az := b.opts.Authorizer; az != nil && !az.CanReceive(cs.id, cs.user(), m.Topic) {
 		b.stats.drop(&b.stats.DroppedNotAuthorized)
-		return false, false
+		return false, false, nil
 	}
 	if len(ids) > 0 && (len(ids) > 1 || ids[0] >= uint32(len(smallIDs))) {
 		ids = slices.Clone(ids) // the match result's storage is reused
 	}
 	dropped, stored, err := enqueue(session.Delivery{Msg: m, QoS: qos, Retain: retain, SubscriptionIDs: ids, Group: group})
-	if err != nil || dropped != nil {
+	if err != nil && !errors.Is(err, session.ErrEnded) || dropped != nil {
 		b.stats.drop(&b.stats.DroppedQueueFull)
 	}
-	return err == nil, stored
+	return err == nil, stored, err
 }
 
 // connect reads and answers CONNECT. It returns true when the client is connected.
@@ -165,7 +174,9 @@ func (c *conn) connect(r *mqtt.Reader) bool {
 	if cl := b.clusterOf(); cl != nil {
 		records, err := cl.Register(id, cp.CleanStart)
 		if err == nil && records != nil {
-			err = b.ImportSession(records)
+			if err = b.ImportSession(records); err == nil {
+				cl.Imported(id)
+			}
 		}
 		if err != nil {
 			c.log.Warn("CONNECT refused: cluster registration", "err", err)
@@ -514,7 +525,7 @@ func (b *Broker) redistribute(cs *clientSession) {
 			}
 			for _, m := range g.Members {
 				if m.Subscriber != cs.id && b.online(m.Subscriber) {
-					delivered, _ = b.deliver(m.Subscriber, d.Msg, min(d.Msg.QoS, m.Options.QoS), d.Retain, subIDs(m.Options.SubscriptionID), d.Group)
+					delivered, _ = b.deliver(m.Subscriber, d.Msg, min(d.Msg.QoS, m.Options.QoS), d.Retain, subIDs(m.Options.SubscriptionID), d.Group, MsgRef{})
 					break
 				}
 			}

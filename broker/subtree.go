@@ -76,6 +76,17 @@ const NodePrefix = "\x00node/"
 // IsNode reports whether subscriber stands for another node of a cluster.
 func IsNode(subscriber string) bool { return strings.HasPrefix(subscriber, NodePrefix) }
 
+// MovedPrefix begins the subscriber names that hold, for a while, the
+// subscriptions of a session that moved to another node of a cluster: what they
+// match is relayed to the session there (see Broker.ExportSession). They count
+// as local subscriptions, so the node keeps its routes until the other nodes
+// route to the session's new node.
+const MovedPrefix = "\x00moved/"
+
+// IsMoved reports whether subscriber relays to a session that moved to another
+// node.
+func IsMoved(subscriber string) bool { return strings.HasPrefix(subscriber, MovedPrefix) }
+
 // SetObserver makes fn hear of every subscription created (added true) or removed
 // (added false) for a subscriber that is not a node (see IsNode), with the filter
 // as subscribed; the subscriptions the tree holds already are told as created

@@ -29,6 +29,11 @@ type MatchResult struct {
 	entries []Member      // the matching non-shared subscriptions, one per filter
 	found   []*shareGroup // the matching shared groups, only while the read lock is held
 	members []Member      // backs Groups[i].Members when the tree has no cache
+
+	// Scratch of the broker's routing on a node of a cluster.
+	nodes   []string // the other nodes a message is forwarded to
+	moved   []int    // Recipients that relay to a session on another node
+	movedIn []string // the sessions it went to that moved here lately
 }
 
 // Recipient is one subscriber of a message with all of its matching non-shared

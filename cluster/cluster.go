@@ -44,6 +44,10 @@ type Config struct {
 	// TombstoneTTL is how long a cleared retained message is remembered, so that
 	// a node that was away does not bring it back (DefaultTombstoneTTL when 0).
 	TombstoneTTL time.Duration
+	// RelayTimeout bounds how long messages for a session that moved away are
+	// relayed to its new node while some node has not confirmed that it routes
+	// them there (DefaultRelayTimeout when 0).
+	RelayTimeout time.Duration
 }
 
 // Cluster makes a broker one node of an Avocet cluster: it implements
@@ -79,15 +83,25 @@ type Cluster struct {
 	stamps map[string]stampEntry // by topic, retained messages and tombstones; guarded by retMu
 
 	reqMu   sync.Mutex
-	reqID   uint64                        // guarded by reqMu
-	pending map[uint64]chan registerReply // guarded by reqMu
+	reqID   uint64                     // guarded by reqMu
+	pending map[uint64]pendingRegister // guarded by reqMu
 
-	forwarded, received, retainApplied, forwardDrops, sessionsMoved atomic.Int64
+	// Sessions that move between nodes; see move.go.
+	relayMu  sync.Mutex
+	relays   map[string]*relayState // sessions that moved away, by client id; guarded by relayMu
+	fences   []fenceReq             // waiting for route changes; guarded by relayMu
+	movedIn  sync.Map               // client id to *movedIn: sessions moving here, or relayed to
+	movedInN atomic.Int32           // entries of movedIn
+
+	forwarded, received, retainApplied, forwardDrops, sessionsMoved, relayed atomic.Int64
 }
 
+// routeChange is a change of the routing table for applyLoop, or a fence to
+// answer once the changes before it are applied.
 type routeChange struct {
 	node, filter string
 	added        bool
+	fence        *fenceReq
 }
 
 type stampEntry struct {
@@ -110,6 +124,9 @@ func Start(b *broker.Broker, cfg Config) (*Cluster, error) {
 	if cfg.TombstoneTTL <= 0 {
 		cfg.TombstoneTTL = DefaultTombstoneTTL
 	}
+	if cfg.RelayTimeout <= 0 {
+		cfg.RelayTimeout = DefaultRelayTimeout
+	}
 	logger := cfg.Node.Logger
 	if logger == nil {
 		logger = slog.Default()
@@ -119,7 +136,8 @@ func Start(b *broker.Broker, cfg Config) (*Cluster, error) {
 		membersCh: make(chan struct{}, 1),
 		receivers: make(map[string]*nodeReceiver),
 		stamps:    make(map[string]stampEntry),
-		pending:   make(map[uint64]chan registerReply),
+		pending:   make(map[uint64]pendingRegister),
+		relays:    make(map[string]*relayState),
 	}
 	c.routeCond = sync.NewCond(&c.routeMu)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -144,9 +162,10 @@ func Start(b *broker.Broker, cfg Config) (*Cluster, error) {
 	opts.OnMembers = c.onMembers
 	seeds := opts.Seeds
 	opts.Seeds = nil
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.applyLoop()
 	go c.sweepLoop()
+	go c.relayLoop()
 	node, err := New(opts)
 	if err != nil {
 		c.stop()

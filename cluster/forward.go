@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"strings"
+	"time"
 
 	"github.com/avocet-mqtt/avocet/broker"
 	"github.com/avocet-mqtt/avocet/mqtt"
@@ -34,7 +35,7 @@ func (c *Cluster) forward(node string, m *mqtt.Message, group string) (stored bo
 	if strings.HasPrefix(m.Topic, "$SYS") { // every node has its own
 		return false
 	}
-	body, err := encodePublish(m, group)
+	body, err := encodePublish(m, group, 0)
 	if err != nil {
 		c.forwardDrops.Add(1)
 		c.log.Warn("cluster: message not forwarded", "peer", node, "topic", m.Topic, "err", err)
@@ -75,6 +76,10 @@ func (c *Cluster) applyLoop() {
 		c.routeQ = nil
 		c.routeMu.Unlock()
 		for _, ch := range q {
+			if ch.fence != nil {
+				c.fenceDone(ch.fence)
+				continue
+			}
 			id := broker.NodePrefix + ch.node
 			if !ch.added {
 				c.b.Unsubscribe(id, ch.filter)
@@ -152,15 +157,48 @@ func (c *Cluster) membersLoop() {
 func (c *Cluster) handle(from string, it Item, done func()) {
 	switch it.Kind {
 	case itemPublish:
-		m, group, err := decodePublish(it.Body)
+		m, group, n, err := decodePublish(it.Body)
 		if err != nil {
 			c.log.Warn("cluster: dropped a message from a peer", "peer", from, "err", err)
 			done()
 			return
 		}
 		c.received.Add(1)
-		_, stored := c.b.RouteFromNode(m, group)
+		_, stored := c.b.RouteFromNode(m, group, broker.MsgRef{Node: from, N: n})
 		c.whenDurable(stored, done)
+	case itemRelay:
+		rl, err := decodeRelay(it.Body)
+		if err != nil {
+			c.log.Warn("cluster: dropped a relayed message from a peer", "peer", from, "err", err)
+			done()
+			return
+		}
+		c.received.Add(1)
+		c.takeRelay(from, rl, done)
+	case itemMoved, itemFence, itemFenced:
+		name, v, err := decodeVersioned(it.Body, "name", max(maxNameLen, maxClientIDLen))
+		done()
+		if err != nil {
+			c.log.Warn("cluster: dropped a session move item", "peer", from, "kind", it.Kind, "err", err)
+			return
+		}
+		switch it.Kind {
+		case itemMoved:
+			c.moved(from, name, v)
+		case itemFence:
+			c.parkFence(fenceReq{from: from, node: name, v: v, since: time.Now()})
+		default:
+			c.fenced(from, name, v)
+		}
+	case itemRelayEnded:
+		r := reader{b: it.Body}
+		client := r.string("client id", maxClientIDLen)
+		done()
+		if err := r.end(); err != nil {
+			c.log.Warn("cluster: dropped a relay end", "peer", from, "err", err)
+			return
+		}
+		c.relayEnded(client)
 	case itemRetain:
 		rc, err := decodeRetain(it.Body)
 		if err != nil {
@@ -189,11 +227,17 @@ func (c *Cluster) handle(from string, it Item, done func()) {
 			return
 		}
 		c.reqMu.Lock()
-		ch := c.pending[id]
+		pr, ok := c.pending[id]
+		if ok && rep.records != nil {
+			// Messages relayed for the session follow the reply on this link:
+			// they wait for the session from now on.
+			c.movingIn(pr.client, from)
+		}
 		c.reqMu.Unlock()
-		if ch != nil {
+		if ok {
+			rep.from = from
 			select {
-			case ch <- rep:
+			case pr.ch <- rep:
 			default:
 			}
 		}

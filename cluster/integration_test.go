@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -50,6 +52,9 @@ func startClusterNode(t *testing.T, name string, seeds []string, mod func(*Confi
 	opts.SysInterval = 0
 	opts.NodeName = name
 	opts.Logger = slog.New(slog.DiscardHandler)
+	if os.Getenv("AVOCET_TEST_LOG") != "" { // the nodes' logs on stderr, to follow a failing test
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", name)
+	}
 	cfg := Config{Node: Options{
 		Name: name, GossipAddress: "127.0.0.1:0", LinkAddress: "127.0.0.1:0", Seeds: seeds,
 		DeadNodeGrace: 2 * time.Second, Logger: opts.Logger, Config: fastConfig,
@@ -361,3 +366,118 @@ func TestClusterTakeoverMovesSession(t *testing.T) {
 	})
 	_ = c1
 }
+
+// TestClusterSessionMovesUnderLoad: a persistent session moves from A to B while
+// publishers on A, B and C publish QoS 2 messages without pause. The other nodes
+// learn that A dropped the session's filters and that B took them in no set
+// order; A relays to B until every node routes to B, so that every message
+// reaches the session once: none lost, none twice. The relay then ends and A
+// stops routing the session's filters.
+func TestClusterSessionMovesUnderLoad(t *testing.T) {
+	nodes := startCluster(t, 3, func(i int, cfg *Config) {
+		db, err := store.Open(store.Options{Dir: t.TempDir(), Fsync: store.Never})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		cfg.Store = db
+	})
+	a, b := nodes[0], nodes[1]
+	persistent := func(cp *pahov5.Connect) {
+		cp.CleanStart = false
+		exp := uint32(3600)
+		cp.Properties = &pahov5.ConnectProperties{SessionExpiryInterval: &exp, ReceiveMaximum: ptr(uint16(1000))}
+	}
+	dev := connect(t, a.addr, "dev", persistent)
+	dev.sub(t, "load/#", 2)
+	for _, n := range nodes[1:] {
+		waitRoute(t, n, "load/x", a.c.Node().Name())
+	}
+	if err := dev.Disconnect(&pahov5.Disconnect{}); err != nil {
+		t.Fatal(err)
+	}
+
+	const perPublisher = 300
+	done := make(chan error, len(nodes))
+	for i, n := range nodes {
+		pub := connect(t, n.addr, "pub"+strconv.Itoa(i), nil)
+		go func() {
+			for j := range perPublisher {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := pub.Publish(ctx, &pahov5.Publish{Topic: "load/" + strconv.Itoa(i), QoS: 2,
+					Payload: []byte(strconv.Itoa(i) + "-" + strconv.Itoa(j))})
+				cancel()
+				if err != nil {
+					done <- fmt.Errorf("publisher %d, message %d: %w", i, j, err)
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+			done <- nil
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	dev2, ack, err := dial(t, b.addr, "dev", persistent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ack.SessionPresent {
+		t.Fatal("session not present after moving to B")
+	}
+	for range nodes {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	last := make([]int, len(nodes))
+	for i := range last {
+		last[i] = -1
+	}
+	reordered := 0
+	for len(seen) < len(nodes)*perPublisher {
+		var m *pahov5.Publish
+		select {
+		case m = <-dev2.msgs:
+		case <-time.After(10 * time.Second):
+			var missing []string
+			for i := range nodes {
+				for j := range perPublisher {
+					if p := strconv.Itoa(i) + "-" + strconv.Itoa(j); !seen[p] {
+						missing = append(missing, p)
+					}
+				}
+			}
+			t.Fatalf("%d messages lost: %v", len(missing), missing)
+		}
+		p := string(m.Payload)
+		if seen[p] {
+			t.Fatalf("message %q delivered twice", p)
+		}
+		seen[p] = true
+		var i, j int
+		if _, err := fmt.Sscanf(p, "%d-%d", &i, &j); err != nil {
+			t.Fatal(err)
+		}
+		if j < last[i] {
+			reordered++
+		}
+		last[i] = max(last[i], j)
+	}
+	dev2.none(t, 300*time.Millisecond)
+	t.Logf("messages from one publisher received before an earlier one: %d of %d", reordered, len(seen))
+	checkFor(t, 10*time.Second, func() error {
+		a.c.relayMu.Lock()
+		n := len(a.c.relays)
+		a.c.relayMu.Unlock()
+		if n != 0 || a.b.Tree().Subscriptions(broker.MovedPrefix+"dev") != nil {
+			return fmt.Errorf("A still relays: %d", n)
+		}
+		if slices.Contains(a.c.Node().LocalFilters(), "load/#") {
+			return fmt.Errorf("A still routes load/#")
+		}
+		return nil
+	})
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"github.com/avocet-mqtt/avocet/broker"
 	"github.com/avocet-mqtt/avocet/mqtt"
 	"github.com/avocet-mqtt/avocet/session"
 )
@@ -12,19 +13,36 @@ import (
 // unless said otherwise; strings and byte strings are a varint length and the
 // bytes; a message is as mqtt.Message.AppendBinary writes it, to the end.
 //
-//	publish:        group, message
+//	publish:        group, number, message: the number identifies the message
+//	                among those the sender routed (0: none)
 //	retain:         stamp time (8 bytes, big endian, Unix nanoseconds), stamp node,
 //	                flags (1: cleared), topic, [message when not cleared]
 //	register:       request id, flags (1: keep the session), client id
 //	registerReply:  request id, flags (1: found, 2: failed), count,
 //	                count x (key, value)
 //	handover:       count, count x (key, value): a session a leaving node hands over
+//	relay:          client id, QoS (1 byte), flags (1: retain), group, count,
+//	                count x subscription identifier, origin node, number,
+//	                message: a message for a session that moved to the receiver,
+//	                as the sender matched it, and the message's identity
+//	moved:          client id, incarnation, sequence number: the session the
+//	                receiver exported is installed, and the sender's routes are
+//	                at that version
+//	fence:          node, incarnation, sequence number: answer with fenced once
+//	                the routes of node at that version route messages here
+//	fenced:         node, incarnation, sequence number
+//	relayEnded:     client id: the sender no longer relays to the session
 const (
 	itemPublish       byte = 1
 	itemRetain        byte = 2
 	itemRegister      byte = 3
 	itemRegisterReply byte = 4
 	itemHandover      byte = 5
+	itemRelay         byte = 6
+	itemMoved         byte = 7
+	itemFence         byte = 8
+	itemFenced        byte = 9
+	itemRelayEnded    byte = 10
 )
 
 const (
@@ -43,21 +61,108 @@ func (s stamp) after(o stamp) bool {
 	return s.time > o.time || s.time == o.time && s.node > o.node
 }
 
-func encodePublish(m *mqtt.Message, group string) ([]byte, error) {
+// maxListLen bounds the subscription identifiers of a relay item.
+const maxListLen = 1 << 16
+
+func encodePublish(m *mqtt.Message, group string, n uint64) ([]byte, error) {
 	b := appendString(make([]byte, 0, 64+len(m.Topic)+len(m.Payload)), group)
+	b = binary.AppendUvarint(b, n)
 	return m.AppendBinary(b)
 }
 
-func decodePublish(b []byte) (m *mqtt.Message, group string, err error) {
+func decodePublish(b []byte) (m *mqtt.Message, group string, n uint64, err error) {
 	r := reader{b: b}
 	group = r.string("group", maxFilterLen)
+	n = r.uvarint("number")
 	if r.err != nil {
-		return nil, "", r.err
+		return nil, "", 0, r.err
 	}
 	if m, err = mqtt.UnmarshalMessage(r.b); err != nil {
-		return nil, "", fmt.Errorf("%w: publish: %w", errMalformed, err)
+		return nil, "", 0, fmt.Errorf("%w: publish: %w", errMalformed, err)
 	}
-	return m, group, nil
+	return m, group, n, nil
+}
+
+// relay is a message for a session that moved to the receiving node, as the
+// sending node matched it.
+type relay struct {
+	client string
+	qos    mqtt.QoS
+	retain bool
+	group  string
+	ids    []uint32
+	ref    broker.MsgRef
+	msg    *mqtt.Message
+}
+
+func encodeRelay(rl relay) ([]byte, error) {
+	b := appendString(make([]byte, 0, 64+len(rl.client)+len(rl.msg.Topic)+len(rl.msg.Payload)), rl.client)
+	var flags byte
+	if rl.retain {
+		flags = 1
+	}
+	b = append(b, byte(rl.qos), flags)
+	b = appendString(b, rl.group)
+	b = binary.AppendUvarint(b, uint64(len(rl.ids)))
+	for _, id := range rl.ids {
+		b = binary.AppendUvarint(b, uint64(id))
+	}
+	b = appendString(b, rl.ref.Node)
+	b = binary.AppendUvarint(b, rl.ref.N)
+	return rl.msg.AppendBinary(b)
+}
+
+func decodeRelay(b []byte) (rl relay, err error) {
+	r := reader{b: b}
+	rl.client = r.string("client id", maxClientIDLen)
+	q := r.byte("qos")
+	rl.retain = r.byte("flags")&1 != 0
+	rl.group = r.string("group", maxFilterLen)
+	n := r.count("subscription identifiers", maxListLen)
+	for i := 0; i < n && r.err == nil; i++ {
+		id := r.uvarint("subscription identifier")
+		if id == 0 || id > 268435455 {
+			r.fail("subscription identifier")
+		}
+		rl.ids = append(rl.ids, uint32(id))
+	}
+	rl.ref.Node = r.string("origin", maxNameLen)
+	rl.ref.N = r.uvarint("number")
+	if r.err != nil {
+		return rl, r.err
+	}
+	if q > byte(mqtt.ExactlyOnce) {
+		return rl, fmt.Errorf("%w: relay: QoS %d", errMalformed, q)
+	}
+	rl.qos = mqtt.QoS(q)
+	if rl.msg, err = mqtt.UnmarshalMessage(r.b); err != nil {
+		return rl, fmt.Errorf("%w: relay: %w", errMalformed, err)
+	}
+	return rl, nil
+}
+
+// version is a point in the sequence of a node's route changes.
+type version struct {
+	incarnation, seq uint64
+}
+
+// covers reports whether routes at v include every change up to w.
+func (v version) covers(w version) bool {
+	return v.incarnation > w.incarnation || v.incarnation == w.incarnation && v.seq >= w.seq
+}
+
+func encodeVersioned(name string, v version) []byte {
+	b := appendString(nil, name)
+	b = binary.AppendUvarint(b, v.incarnation)
+	return binary.AppendUvarint(b, v.seq)
+}
+
+func decodeVersioned(b []byte, what string, limit int) (name string, v version, err error) {
+	r := reader{b: b}
+	name = r.string(what, limit)
+	v.incarnation = r.uvarint("incarnation")
+	v.seq = r.uvarint("sequence number")
+	return name, v, r.end()
 }
 
 // retainChange is a retained message set (msg not nil) or cleared on topic.
@@ -125,6 +230,7 @@ func decodeRegister(b []byte) (id uint64, keep bool, clientID string, err error)
 
 // registerReply is a node's answer to a register request.
 type registerReply struct {
+	from    string // the node that answered; not sent
 	found   bool
 	failed  bool
 	records []session.Record

@@ -46,7 +46,7 @@ func (c *Cluster) PublishAllowed() bool {
 // id's connection and session and, unless cleanStart, to send the session here.
 // It fails during a netsplit unless AllowRegisterDuringNetsplit, and when a
 // reachable node does not answer within RegisterTimeout.
-func (c *Cluster) Register(id string, cleanStart bool) ([]session.Record, error) {
+func (c *Cluster) Register(id string, cleanStart bool) (records []session.Record, err error) {
 	up, down := c.reachable()
 	if len(down) > 0 && !c.cfg.AllowRegisterDuringNetsplit {
 		return nil, fmt.Errorf("%w: %v", ErrNetsplit, down)
@@ -54,11 +54,16 @@ func (c *Cluster) Register(id string, cleanStart bool) ([]session.Record, error)
 	if len(up) == 0 {
 		return nil, nil
 	}
+	defer func() {
+		if records == nil || err != nil {
+			c.forgetMovedIn(id)
+		}
+	}()
 	ch := make(chan registerReply, len(up))
 	c.reqMu.Lock()
 	c.reqID++
 	rid := c.reqID
-	c.pending[rid] = ch
+	c.pending[rid] = pendingRegister{ch: ch, client: id}
 	c.reqMu.Unlock()
 	defer func() {
 		c.reqMu.Lock()
@@ -74,7 +79,6 @@ func (c *Cluster) Register(id string, cleanStart bool) ([]session.Record, error)
 			return nil, fmt.Errorf("cluster: register %q: node %s unreachable", id, name)
 		}
 	}
-	var records []session.Record
 	timeout := time.NewTimer(c.cfg.RegisterTimeout)
 	defer timeout.Stop()
 	for ; asked > 0; asked-- {
@@ -101,10 +105,17 @@ func (c *Cluster) Register(id string, cleanStart bool) ([]session.Record, error)
 	return records, nil
 }
 
+// pendingRegister is a register request waiting for the other nodes' replies.
+type pendingRegister struct {
+	ch     chan registerReply
+	client string
+}
+
 // answerRegister ends client id's connection and session here for the node
 // from, and sends it the session when keep.
 func (c *Cluster) answerRegister(from string, rid uint64, keep bool, id string) {
-	records, found := c.b.ExportSession(id, keep)
+	records, found, ready := c.exportForMove(from, id, keep)
+	defer ready() // relays to the session go after the reply
 	rep := registerReply{found: found, records: records}
 	body := encodeRegisterReply(rid, rep)
 	if queued, _ := c.links.Send(from, Item{Kind: itemRegisterReply, Body: body}); !queued {
@@ -127,7 +138,7 @@ func (c *Cluster) handover(timeout time.Duration) {
 		if s.Online || time.Now().After(deadline) {
 			continue
 		}
-		records, _ := c.b.ExportSession(s.ClientID, true)
+		records, _ := c.b.ExportSession(s.ClientID, true, false)
 		if records == nil {
 			continue
 		}

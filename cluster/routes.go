@@ -427,3 +427,20 @@ func (n *Node) expire(name string, gen uint64) {
 		n.onMembers()
 	}
 }
+
+// version returns the version of this node's own routes: the changes numbered
+// so far.
+func (n *Node) version() version {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return version{incarnation: n.incarnation, seq: n.seq}
+}
+
+// hasVersion reports whether the routes this node holds for the named node
+// include that node's changes up to v.
+func (n *Node) hasVersion(name string, v version) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	r := n.remotes[name]
+	return r != nil && r.synced && version{incarnation: r.incarnation, seq: r.seq}.covers(v)
+}

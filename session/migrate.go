@@ -19,11 +19,13 @@ type Record struct {
 // offline), the subscriptions subs, the queued and inflight messages, and the QoS 2
 // packet identifiers awaiting PUBREL. It works whether or not the session has a
 // store, so that a session held in memory can move to another node too. Restore
-// makes a session from the records. Take the snapshot of an offline session: what
-// changes afterwards is not in it.
+// makes a session from the records. Take the snapshot of an offline session.
+// The session ends with it: it takes no more messages (Enqueue returns
+// ErrEnded), so that none is left behind; Purge and Free it next.
 func (s *Session) Snapshot(subs []SubscriptionRecord, offline time.Time) []Record {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.freed = true
 	recs := []Record{{Key: prefixMeta + s.id, Value: s.metaLocked(offline)}}
 	for _, r := range subs {
 		recs = append(recs, Record{Key: subKey(s.id, r.Filter), Value: encodeSubscription(r)})
