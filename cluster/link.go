@@ -47,6 +47,11 @@ import (
 //	                  sequence delta (from the previous item's, the first item's
 //	                  from 0; at least 1), kind byte, uvarint body length, body
 //	server -> dialer  ack:   uvarint sequence number
+//	either way        ping:  no payload, sent after a second with nothing
+//	                         else to send
+//
+// A side that reads nothing for DefaultLinkTimeout takes the peer for
+// unreachable and closes the connection: the dialer dials again.
 //
 // Each sender numbers the items it sends to a peer 1, 2, 3...: per (sender,
 // epoch, peer) the numbers only increase, with gaps where items were lost with a
@@ -58,13 +63,14 @@ import (
 // sequence numbers, so that with a store the numbers keep increasing across
 // restarts.
 const (
-	linkVersion byte = 2
+	linkVersion byte = 3
 
 	frameChallenge byte = 1
 	frameHello     byte = 2
 	frameWelcome   byte = 3
 	frameItems     byte = 4
 	frameAck       byte = 5
+	framePing      byte = 6
 
 	// MaxLinkFrame bounds a frame's length; a peer announcing more is
 	// disconnected before anything is allocated.
@@ -99,6 +105,11 @@ const (
 	DefaultLinkBackoffMax   = 5 * time.Second
 	DefaultLinkWriteTimeout = 10 * time.Second
 	DefaultLinkDialTimeout  = 5 * time.Second
+	// DefaultLinkHeartbeat is how long a side of a link sends nothing before it
+	// sends a ping; DefaultLinkTimeout how long it waits for a frame from the
+	// peer before it takes it for unreachable.
+	DefaultLinkHeartbeat = time.Second
+	DefaultLinkTimeout   = 5 * time.Second
 )
 
 // Item is one unit a link carries. Kind's meaning is the caller's (0 is valid).
@@ -601,10 +612,16 @@ func (s *LinkServer) readLoop(sc *serverConn) error {
 	var buf []byte
 	var recs []itemRec
 	for {
+		if err := sc.c.SetReadDeadline(time.Now().Add(DefaultLinkTimeout)); err != nil {
+			return err
+		}
 		typ, payload, nb, err := readFrame(br, buf, MaxLinkFrame)
 		buf = nb
 		if err != nil {
 			return err
+		}
+		if typ == framePing {
+			continue
 		}
 		if typ != frameItems {
 			return fmt.Errorf("%w: frame type %d", errMalformed, typ)
@@ -681,11 +698,28 @@ func (s *LinkServer) ackLoop(sc *serverConn) {
 	var payload []byte
 	t := time.NewTimer(0)
 	<-t.C
+	ping := time.NewTicker(DefaultLinkHeartbeat)
+	defer ping.Stop()
+	lastWrite := time.Now()
 	for {
 		select {
 		case <-sc.notify:
 		case <-sc.closed:
 			return
+		case <-ping.C:
+			if time.Since(lastWrite) < DefaultLinkHeartbeat {
+				continue
+			}
+			err := sc.c.SetWriteDeadline(time.Now().Add(DefaultLinkWriteTimeout))
+			if err == nil {
+				err = writeFrame(sc.c, framePing, nil)
+			}
+			if err != nil {
+				sc.log.Debug("cluster link: ping not sent", "err", err)
+				return
+			}
+			lastWrite = time.Now()
+			continue
 		}
 		for {
 			sc.st.mu.Lock()
@@ -724,6 +758,7 @@ func (s *LinkServer) ackLoop(sc *serverConn) {
 				return
 			}
 			sent, sentAt = f, time.Now()
+			lastWrite = sentAt
 		}
 	}
 }
@@ -842,8 +877,9 @@ type Links struct {
 // Update, keeping its sequence numbers and durable items for when the peer
 // comes back.
 type Link struct {
-	name string
-	wake chan struct{} // capacity 1: there may be more to write
+	name   string
+	wake   chan struct{} // capacity 1: there may be more to write
+	redial chan struct{} // capacity 1: dial now rather than after the backoff
 
 	cancel context.CancelFunc // of the current goroutine; guarded by Links.mu
 	done   chan struct{}      // closed when the current goroutine returns; guarded by Links.mu
@@ -915,11 +951,12 @@ func NewLinks(cfg LinkConfig) *Links {
 }
 
 func newLink(name string) *Link {
-	return &Link{name: name, wake: make(chan struct{}, 1), next: 1}
+	return &Link{name: name, wake: make(chan struct{}, 1), redial: make(chan struct{}, 1), next: 1}
 }
 
 // Dial opens the link to peer name at addr, or moves an existing one to addr
-// (its queue is kept; the next connection uses the new address).
+// (its queue is kept; the next connection uses the new address); a link that
+// waits to dial again dials at once.
 func (l *Links) Dial(name, addr string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -931,6 +968,7 @@ func (l *Links) dialLocked(name, addr string) {
 		k.mu.Lock()
 		k.addr = addr
 		k.mu.Unlock()
+		signal(k.redial)
 		return
 	}
 	if l.ctx.Err() != nil {
@@ -1140,6 +1178,8 @@ func (l *Links) run(ctx context.Context, k *Link) {
 			t := time.NewTimer(backoff)
 			select {
 			case <-t.C:
+			case <-k.redial:
+				t.Stop()
 			case <-ctx.Done():
 				t.Stop()
 				return
@@ -1241,6 +1281,8 @@ func (l *Links) pump(ctx context.Context, k *Link, c net.Conn) error {
 	var batch []outItem
 	var payload []byte
 	var unflushed int64
+	ping := time.NewTimer(DefaultLinkHeartbeat)
+	defer ping.Stop()
 	for {
 		select {
 		case <-dead:
@@ -1258,8 +1300,16 @@ func (l *Links) pump(ctx context.Context, k *Link, c net.Conn) error {
 				k.sent.Add(unflushed)
 				unflushed = 0
 			}
+			ping.Reset(DefaultLinkHeartbeat)
 			select {
 			case <-k.wake:
+			case <-ping.C:
+				if err := c.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout)); err != nil {
+					return fmt.Errorf("set write deadline: %w", err)
+				}
+				if err := writeFrame(c, framePing, nil); err != nil {
+					return fmt.Errorf("write ping: %w", err)
+				}
 			case <-dead:
 				return readErr
 			case <-ctx.Done():
@@ -1312,10 +1362,16 @@ func (l *Links) readAcks(k *Link, c net.Conn) error {
 	br := bufio.NewReaderSize(c, 512)
 	var buf []byte
 	for {
+		if err := c.SetReadDeadline(time.Now().Add(DefaultLinkTimeout)); err != nil {
+			return err
+		}
 		typ, payload, nb, err := readFrame(br, buf, maxAckFrame)
 		buf = nb
 		if err != nil {
 			return err
+		}
+		if typ == framePing {
+			continue
 		}
 		if typ != frameAck {
 			return fmt.Errorf("%w: frame type %d, want ack", errMalformed, typ)

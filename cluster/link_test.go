@@ -246,6 +246,8 @@ type proxy struct {
 
 	mu    sync.Mutex
 	conns []net.Conn // guarded by mu
+
+	stalled atomic.Bool // drop what passes, as a partitioned network does
 }
 
 func newProxy(t *testing.T, target string) *proxy {
@@ -286,7 +288,18 @@ func newProxy(t *testing.T, target string) *proxy {
 
 func (p *proxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
-	io.Copy(dst, src)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !p.stalled.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	dst.Close()
 	src.Close()
 }
@@ -900,4 +913,28 @@ func FuzzDecodeItems(f *testing.F) {
 		}
 		_, _, _, _ = readFrame(bytes.NewReader(b), nil, 1<<10)
 	})
+}
+
+// TestLinkDetectsSilentPeer: a peer that stops answering without closing the
+// connection, as behind a network partition, is taken for unreachable once
+// nothing came from it for DefaultLinkTimeout; the dialer dials again, and what
+// was queued meanwhile arrives once the network is back.
+func TestLinkDetectsSilentPeer(t *testing.T) {
+	var in inbox
+	srv := listen(t, "127.0.0.1:0", nil, nil, &in)
+	p := newProxy(t, srv.Addr())
+	l := newLinks(t, "a", nil, 100)
+	l.Dial("b", p.addr())
+	mustSend(t, l, "b", item("before"))
+	checkFor(t, 5*time.Second, in.wantBodies("before"))
+	time.Sleep(2 * DefaultLinkHeartbeat) // pings keep an idle link up
+	if !l.Connected("b") {
+		t.Fatal("idle link taken for down")
+	}
+	p.stalled.Store(true)
+	mustSend(t, l, "b", item("during"))
+	checkFor(t, DefaultLinkTimeout+3*time.Second, wantConnected(l, "b", false))
+	p.cut()
+	p.stalled.Store(false)
+	checkFor(t, 10*time.Second, in.wantBodies("before", "during"))
 }
