@@ -17,6 +17,13 @@ import (
 const (
 	DefaultRegisterTimeout = 3 * time.Second
 	DefaultTombstoneTTL    = 24 * time.Hour
+	// DefaultRejoinInterval is how often a node tries to reach again the
+	// members it took for dead, and its seeds when it has no other member
+	// left: memberlist never contacts a member it declared dead, so without
+	// this the two sides of a healed netsplit would stay apart.
+	DefaultRejoinInterval = 5 * time.Second
+	// rejoinFor bounds how long a member taken for dead is tried.
+	rejoinFor = 24 * time.Hour
 )
 
 // Config configures a Cluster.
@@ -48,6 +55,9 @@ type Config struct {
 	// relayed to its new node while some node has not confirmed that it routes
 	// them there (DefaultRelayTimeout when 0).
 	RelayTimeout time.Duration
+	// RejoinInterval is how often the members taken for dead are tried again
+	// (DefaultRejoinInterval when 0).
+	RejoinInterval time.Duration
 }
 
 // Cluster makes a broker one node of an Avocet cluster: it implements
@@ -127,6 +137,9 @@ func Start(b *broker.Broker, cfg Config) (*Cluster, error) {
 	if cfg.RelayTimeout <= 0 {
 		cfg.RelayTimeout = DefaultRelayTimeout
 	}
+	if cfg.RejoinInterval <= 0 {
+		cfg.RejoinInterval = DefaultRejoinInterval
+	}
 	logger := cfg.Node.Logger
 	if logger == nil {
 		logger = slog.Default()
@@ -175,13 +188,72 @@ func Start(b *broker.Broker, cfg Config) (*Cluster, error) {
 	// The broker's subscriptions, loaded sessions' among them, are announced
 	// before the node joins, so that the cluster learns them with its state.
 	b.SetCluster(c)
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go c.membersLoop()
+	go c.rejoinLoop(seeds)
 	if len(seeds) > 0 {
 		c.wg.Add(1)
 		go c.joinLoop(seeds)
 	}
 	return c, nil
+}
+
+// rejoinLoop tries, every RejoinInterval, to join the members this node took
+// for dead (for up to a day, until they come back or leave), and the seeds
+// when no other member is alive, so that a netsplit heals by itself.
+func (c *Cluster) rejoinLoop(seeds []string) {
+	defer c.wg.Done()
+	type lostMember struct {
+		addr  string
+		since time.Time
+	}
+	lost := make(map[string]lostMember)
+	t := time.NewTicker(c.cfg.RejoinInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		alive := 0
+		for _, m := range c.node.Members() {
+			if m.Name == c.node.Name() {
+				continue
+			}
+			switch m.State {
+			case StateAlive, StateSuspect:
+				alive++
+				delete(lost, m.Name)
+			case StateLeft:
+				delete(lost, m.Name)
+			case StateDead:
+				if _, ok := lost[m.Name]; !ok && m.GossipAddr != "" {
+					lost[m.Name] = lostMember{addr: m.GossipAddr, since: now}
+				}
+			}
+		}
+		var addrs []string
+		for name, lm := range lost {
+			if now.Sub(lm.since) > rejoinFor {
+				delete(lost, name)
+				continue
+			}
+			addrs = append(addrs, lm.addr)
+		}
+		if alive == 0 {
+			addrs = append(addrs, seeds...)
+		}
+		if len(addrs) == 0 {
+			continue
+		}
+		if err := c.node.Join(addrs); err == nil {
+			c.log.Debug("cluster: rejoined members taken for dead", "addresses", addrs)
+		} else {
+			c.log.Debug("cluster: rejoin failed", "addresses", addrs, "err", err)
+		}
+	}
 }
 
 // joinLoop joins the seeds, trying again every few seconds while none answers:
