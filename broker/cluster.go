@@ -255,8 +255,23 @@ func (b *Broker) ExportSession(id string, keep, relay bool) (records []session.R
 
 // ImportSession installs, offline, a session that another node exported with
 // ExportSession, replacing any session of the same client here. The client's
-// connection attaches to it next.
+// connection attaches to it next. It returns once a persistent session is in
+// the store: the other node no longer has it.
 func (b *Broker) ImportSession(records []session.Record) error {
+	if err := b.importSession(records); err != nil {
+		return err
+	}
+	if st := b.opts.SessionStore; st != nil {
+		done := make(chan error, 1)
+		st.Barrier(func(err error) { done <- err })
+		if err := <-done; err != nil {
+			return fmt.Errorf("broker: import session: store: %w", err)
+		}
+	}
+	return nil
+}
+
+func (b *Broker) importSession(records []session.Record) error {
 	now := time.Now()
 	l, err := session.Restore(records, b.opts.SessionStore, b.sessionLimits(), now)
 	if err != nil {
