@@ -237,15 +237,7 @@ func (b *Broker) ExportSession(id string, keep, relay bool) (records []session.R
 			}
 		}
 		cs.will = nil
-		stopTimer(&cs.expiryTimer)
-		stopTimer(&cs.willTimer)
-		delete(b.sessions, cs.id)
-		for _, sub := range subs {
-			cs.s.DeleteSubscription(sub.Filter)
-		}
-		b.tree.UnsubscribeAll(cs.id)
-		cs.s.Purge()
-		cs.gen++
+		b.dropSessionLocked(cs)
 		cs.s.Free()
 		b.mu.Unlock()
 		b.log.Info("session moved to another node", "client_id", id, "records", len(records))

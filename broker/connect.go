@@ -486,15 +486,7 @@ func (b *Broker) publishWillLocked(cs *clientSession) {
 // endSessionLocked forgets a session: its subscriptions and queued messages.
 // Called with b.mu held.
 func (b *Broker) endSessionLocked(cs *clientSession, expired bool) {
-	stopTimer(&cs.expiryTimer)
-	stopTimer(&cs.willTimer)
-	delete(b.sessions, cs.id)
-	for _, sub := range b.tree.Subscriptions(cs.id) {
-		cs.s.DeleteSubscription(sub.Filter)
-	}
-	b.tree.UnsubscribeAll(cs.id)
-	cs.s.Purge()
-	cs.gen++
+	b.dropSessionLocked(cs)
 	if expired {
 		b.log.Debug("session ended", "client_id", cs.id)
 	}
@@ -508,6 +500,21 @@ func (b *Broker) endSessionLocked(cs *clientSession, expired bool) {
 		b.redistribute(cs)
 		cs.s.Free()
 	}()
+}
+
+// dropSessionLocked removes a session from the broker, its timers stopped,
+// and from the store with its subscriptions; the session's messages are still
+// in memory. Called with b.mu held.
+func (b *Broker) dropSessionLocked(cs *clientSession) {
+	stopTimer(&cs.expiryTimer)
+	stopTimer(&cs.willTimer)
+	delete(b.sessions, cs.id)
+	for _, sub := range b.tree.Subscriptions(cs.id) {
+		cs.s.DeleteSubscription(sub.Filter)
+	}
+	b.tree.UnsubscribeAll(cs.id)
+	cs.s.Purge()
+	cs.gen++
 }
 
 // redistribute offers the shared subscription messages a departed client did not
