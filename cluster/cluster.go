@@ -103,6 +103,8 @@ type Cluster struct {
 	movedIn  sync.Map               // client id to *movedIn: sessions moving here, or relayed to
 	movedInN atomic.Int32           // entries of movedIn
 
+	split atomic.Bool // some member is unreachable; see refreshNetsplit
+
 	forwarded, received, retainApplied, forwardDrops, sessionsMoved, relayed atomic.Int64
 }
 
@@ -178,7 +180,7 @@ func Start(b *broker.Broker, cfg Config) (*Cluster, error) {
 	c.wg.Add(3)
 	go c.applyLoop()
 	go c.sweepLoop()
-	go c.relayLoop()
+	go c.tickLoop()
 	node, err := New(opts)
 	if err != nil {
 		c.stop()

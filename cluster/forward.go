@@ -139,6 +139,7 @@ func (c *Cluster) membersLoop() {
 			}
 		}
 		c.links.Update(addrs)
+		c.refreshNetsplit()
 		c.recvMu.Lock()
 		var gone []string
 		for name := range c.receivers {

@@ -379,9 +379,10 @@ func (c *Cluster) forgetMovedIn(client string) {
 	}
 }
 
-// relayLoop answers the fences that wait for route changes which do not
-// change the tree, and ends the relays, fences and moves that wait too long.
-func (c *Cluster) relayLoop() {
+// tickLoop refreshes the netsplit flag, answers the fences that wait for
+// route changes which do not change the tree, and ends the relays, fences and
+// moves that wait too long.
+func (c *Cluster) tickLoop() {
 	defer c.wg.Done()
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
@@ -391,6 +392,7 @@ func (c *Cluster) relayLoop() {
 			return
 		case <-t.C:
 		}
+		c.refreshNetsplit()
 		now := time.Now()
 		var expired, done []string
 		c.relayMu.Lock()

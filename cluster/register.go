@@ -37,9 +37,17 @@ func (c *Cluster) reachable() (up, down []string) {
 }
 
 // PublishAllowed implements broker.Cluster: false during a netsplit unless
-// AllowPublishDuringNetsplit.
+// AllowPublishDuringNetsplit. It is called for every PUBLISH and reads a flag
+// that refreshNetsplit keeps.
 func (c *Cluster) PublishAllowed() bool {
-	return c.cfg.AllowPublishDuringNetsplit || !c.Netsplit()
+	return c.cfg.AllowPublishDuringNetsplit || !c.split.Load()
+}
+
+// refreshNetsplit updates the flag PublishAllowed reads: on membership
+// changes, when a link comes up, and every tick of tickLoop, which notices the
+// links that went down.
+func (c *Cluster) refreshNetsplit() {
+	c.split.Store(c.Netsplit())
 }
 
 // Register implements broker.Cluster: it asks every other node to end client

@@ -123,6 +123,7 @@ func (c *Cluster) applyRetain(rc retainChange) bool {
 // linkUp starts the anti-entropy exchange with a peer whose link came up: this
 // node's retained messages and tombstones go to it.
 func (c *Cluster) linkUp(peer string) {
+	c.refreshNetsplit()
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
