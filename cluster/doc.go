@@ -16,9 +16,11 @@
 // and otherwise wait for the full table that push/pull exchanges, which also
 // brings a joining or healing node up to date. A node that leaves loses its
 // routes at once everywhere; one detected dead loses them after the dead-node
-// grace. NodesFor answers which other nodes have a matching filter for a topic.
-// The table is eventually consistent: during a partition each side keeps the
-// routes it had.
+// grace. Options.OnRoute hears every change, in order: the Cluster makes it a
+// subscription of that node in the broker's tree, which is the only structure
+// messages are routed by; NodesFor answers, for operators and tests, which other
+// nodes have a matching filter for a topic. The table is eventually consistent:
+// during a partition each side keeps the routes it had.
 //
 // Wire format: every payload begins with a version byte; sizes and counts are
 // bounded, and a malformed payload from a peer is logged and dropped.
@@ -26,7 +28,8 @@
 // Node-to-node links (link.go): a LinkServer accepts links from peers, checks
 // an HMAC of a nonce keyed with the cluster secret, and hands each item to a
 // handler; Links keeps one outgoing link per peer with a bounded, counted
-// queue, batched length-prefixed frames, and reconnection with backoff. Items
+// queue, batched length-prefixed frames, pings when idle (a peer silent for 5 s
+// is taken for unreachable), and reconnection with backoff. Items
 // are numbered per sender and peer and acknowledged once the handler is done
 // with them (for a message: once the sessions it went to have it durably);
 // unacknowledged items are sent again after a reconnect and the receiver skips
@@ -39,7 +42,10 @@
 // published here goes once to each node with a match (for a shared subscription
 // group, to the one node whose member was chosen); client identifiers are
 // registered cluster-wide on CONNECT, ending the client's connection elsewhere
-// and moving its session here; retained messages are replicated with last
-// writer wins and exchanged in full when a link comes up; and netsplit policies
-// decide whether clients may connect and publish while a member is unreachable.
+// and moving its session here, the old node relaying the session's messages
+// until every node routes them to the new one (move.go); retained messages are
+// replicated with last writer wins and exchanged in full when a link comes up;
+// netsplit policies decide whether clients may connect and publish while a
+// member is unreachable; and members taken for dead are tried again, so that a
+// healed netsplit merges.
 package cluster

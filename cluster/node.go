@@ -15,8 +15,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
-
-	"github.com/avocet-mqtt/avocet/broker"
 )
 
 // DefaultDeadNodeGrace is how long a dead node's routes are kept when
@@ -131,10 +129,8 @@ type Node struct {
 	logger *slog.Logger
 	meta   []byte
 
-	ml     atomic.Pointer[memberlist.Memberlist]
-	queue  *memberlist.TransmitLimitedQueue
-	routes *broker.SubTree // remote nodes' filters, the node name as subscriber
-	pool   sync.Pool       // of *broker.MatchResult
+	ml    atomic.Pointer[memberlist.Memberlist]
+	queue *memberlist.TransmitLimitedQueue
 
 	onRoute   func(node, filter string, added bool)
 	onMembers func()
@@ -178,7 +174,6 @@ func New(opts Options) (*Node, error) {
 		grace:       grace,
 		logger:      logger.With("node", opts.Name),
 		meta:        meta,
-		routes:      broker.NewSubTree(broker.DefaultMatchCacheSize),
 		incarnation: uint64(time.Now().UnixNano()),
 		local:       make(map[string]int),
 		remotes:     make(map[string]*remote),
@@ -186,7 +181,6 @@ func New(opts Options) (*Node, error) {
 		onRoute:     opts.OnRoute,
 		onMembers:   opts.OnMembers,
 	}
-	n.pool.New = func() any { return new(broker.MatchResult) }
 	n.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes: func() int {
 			if ml := n.ml.Load(); ml != nil {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
-	"github.com/avocet-mqtt/avocet/broker"
 	"github.com/avocet-mqtt/avocet/mqtt"
 )
 
@@ -67,22 +66,26 @@ func (n *Node) LocalFilters() []string {
 
 // NodesFor returns the names, sorted, of the other nodes that have at least one
 // filter matching topic, a topic name as PUBLISH carries it; shared
-// subscriptions count by their filter part.
+// subscriptions count by their filter part. It goes through every filter of
+// the table, for operators and tests: messages are routed by the broker's tree,
+// where the other nodes subscribe (Options.OnRoute).
 func (n *Node) NodesFor(topic string) []string {
-	res := n.pool.Get().(*broker.MatchResult)
-	defer n.pool.Put(res)
-	n.routes.Match(topic, "", res)
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	var out []string
-	for i := range res.Recipients {
-		out = append(out, res.Recipients[i].Subscriber)
-	}
-	for i := range res.Groups {
-		for _, m := range res.Groups[i].Members {
-			out = append(out, m.Subscriber)
+	for name, r := range n.remotes {
+		for f := range r.filters {
+			if _, filter, ok := mqtt.SplitShared(f); ok {
+				f = filter
+			}
+			if mqtt.Match(f, topic) {
+				out = append(out, name)
+				break
+			}
 		}
 	}
 	slices.Sort(out)
-	return slices.Compact(out)
+	return out
 }
 
 // RemoteFilters returns the filters this node holds for the named other node,
@@ -197,7 +200,7 @@ func (n *Node) applyStateLocked(s nodeState) {
 }
 
 // replaceLocked makes filters the named node's set, changing only the
-// difference in the routing tree.
+// difference in the routing table.
 func (n *Node) replaceLocked(name string, r *remote, filters []string) {
 	want := make(map[string]struct{}, len(filters))
 	for _, f := range filters {
@@ -218,7 +221,7 @@ func (n *Node) replaceLocked(name string, r *remote, filters []string) {
 // addRouteLocked records that the named node has subscribers for filter and
 // tells Options.OnRoute. n.mu is held.
 func (n *Node) addRouteLocked(name string, r *remote, filter string) {
-	if _, err := n.routes.Subscribe(name, filter, broker.SubscriptionOptions{}); err != nil {
+	if err := mqtt.ValidTopicFilter(filter); err != nil {
 		n.logger.Warn("cluster: dropped a route", "peer", name, "filter", filter, "error", err)
 		return
 	}
@@ -231,7 +234,6 @@ func (n *Node) addRouteLocked(name string, r *remote, filter string) {
 // removeRouteLocked undoes addRouteLocked. n.mu is held.
 func (n *Node) removeRouteLocked(name string, r *remote, filter string) {
 	delete(r.filters, filter)
-	n.routes.Unsubscribe(name, filter)
 	if n.onRoute != nil {
 		n.onRoute(name, filter, false)
 	}
@@ -247,7 +249,6 @@ func (n *Node) dropRoutesLocked(name string) {
 		n.removeRouteLocked(name, r, f)
 	}
 	delete(n.remotes, name)
-	n.routes.UnsubscribeAll(name)
 }
 
 // stateLocked is the full table: this node's filters and every synced remote
