@@ -30,6 +30,8 @@ type ClusterStatus struct {
 	Received      int64 `json:"received"`       // messages from other nodes
 	RetainApplied int64 `json:"retain_applied"` // retained changes from other nodes applied here
 	SessionsMoved int64 `json:"sessions_moved"` // sessions that came here from other nodes
+	Relayed       int64 `json:"relayed"`        // messages relayed to sessions that moved away
+	Relays        int   `json:"relays"`         // sessions that moved away and are relayed to now
 }
 
 // ClusterMember is one node of the cluster as this node sees it.
@@ -102,6 +104,8 @@ func clusterView(st *cluster.Status) ClusterStatus {
 		Received:      st.Received,
 		RetainApplied: st.RetainApplied,
 		SessionsMoved: st.SessionsMoved,
+		Relayed:       st.Relayed,
+		Relays:        st.Relays,
 	}
 	for _, m := range st.Members {
 		out.Members = append(out.Members, ClusterMember{

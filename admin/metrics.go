@@ -61,24 +61,24 @@ const (
 type collector struct {
 	s *Server
 
-	info, draining                                                      metric
-	connections, connectionsTotal, refused, clients                     metric
-	packetsReceived, packetsSent, bytesReceived, bytesSent              metric
-	messagesReceived, messagesSent, messagesDropped, messagesExpired    metric
-	protocolErrors                                                      metric
-	sessions, subscriptions, retainedMessages, retainedBytes            metric
-	outboundBytes, queued, inflight                                     metric
-	storeSize, storeBatches, storeLastBatch, storeFailures              metric
-	storeWritten, storePending                                          metric
-	listenerUp, listenerConnections, listenerAccepted, listenerRejected metric
-	traceDropped                                                        metric
-	bridgeConnected, bridgeQueued, bridgeMessages                       metric
-	bridgeDropped, bridgeReconnects                                     metric
-	clusterMembers, clusterNetsplit                                     metric
-	linkUp, linkQueued, linkUnacked, linkSent, linkAcked                metric
-	linkDropped, linkReconnects                                         metric
-	clusterForwarded, clusterForwardDrops, clusterReceived              metric
-	clusterRetainApplied, clusterSessionsMoved                          metric
+	info, draining                                                            metric
+	connections, connectionsTotal, refused, clients                           metric
+	packetsReceived, packetsSent, bytesReceived, bytesSent                    metric
+	messagesReceived, messagesSent, messagesDropped, messagesExpired          metric
+	protocolErrors                                                            metric
+	sessions, subscriptions, retainedMessages, retainedBytes                  metric
+	outboundBytes, queued, inflight                                           metric
+	storeSize, storeBatches, storeLastBatch, storeFailures                    metric
+	storeWritten, storePending                                                metric
+	listenerUp, listenerConnections, listenerAccepted, listenerRejected       metric
+	traceDropped                                                              metric
+	bridgeConnected, bridgeQueued, bridgeMessages                             metric
+	bridgeDropped, bridgeReconnects                                           metric
+	clusterMembers, clusterNetsplit                                           metric
+	linkUp, linkQueued, linkUnacked, linkSent, linkAcked                      metric
+	linkDropped, linkReconnects                                               metric
+	clusterForwarded, clusterForwardDrops, clusterReceived                    metric
+	clusterRetainApplied, clusterSessionsMoved, clusterRelayed, clusterRelays metric
 }
 
 func newCollector(s *Server) *collector {
@@ -146,6 +146,8 @@ func newCollector(s *Server) *collector {
 		clusterReceived:      newMetric("avocet_cluster_received_total", "Messages received from other nodes of the cluster.", counter),
 		clusterRetainApplied: newMetric("avocet_cluster_retain_applied_total", "Retained message changes from other nodes applied here.", counter),
 		clusterSessionsMoved: newMetric("avocet_cluster_sessions_moved_total", "Sessions that came to this node from other nodes.", counter),
+		clusterRelayed:       newMetric("avocet_cluster_relayed_total", "Messages relayed to sessions that moved to another node.", counter),
+		clusterRelays:        newMetric("avocet_cluster_relays", "Sessions that moved to another node and are relayed to now.", gauge),
 	}
 }
 
@@ -164,6 +166,7 @@ func (c *collector) metrics() []metric {
 		c.clusterMembers, c.clusterNetsplit,
 		c.linkUp, c.linkQueued, c.linkUnacked, c.linkSent, c.linkAcked, c.linkDropped, c.linkReconnects,
 		c.clusterForwarded, c.clusterForwardDrops, c.clusterReceived, c.clusterRetainApplied, c.clusterSessionsMoved,
+		c.clusterRelayed, c.clusterRelays,
 	}
 }
 
@@ -317,6 +320,8 @@ func (c *collector) collectCluster(emit func(metric, float64, ...string), i func
 	i(c.clusterReceived, st.Received)
 	i(c.clusterRetainApplied, st.RetainApplied)
 	i(c.clusterSessionsMoved, st.SessionsMoved)
+	i(c.clusterRelayed, st.Relayed)
+	i(c.clusterRelays, int64(st.Relays))
 }
 
 // connackRefusal marks the reason codes a CONNACK refuses with (MQTT 5.0

@@ -127,6 +127,13 @@ func (c *Cluster) Relay(client string, m *mqtt.Message, qos mqtt.QoS, retain boo
 	return stored
 }
 
+// relayCount returns how many sessions that moved away are relayed to.
+func (c *Cluster) relayCount() int {
+	c.relayMu.Lock()
+	defer c.relayMu.Unlock()
+	return len(c.relays)
+}
+
 // Relaying implements broker.Cluster.
 func (c *Cluster) Relaying(client string) bool {
 	c.relayMu.Lock()

@@ -64,7 +64,9 @@ type Options struct {
 // MemberState is a member's state as this node sees it.
 type MemberState int
 
-// Member states.
+// Member states. A Node reports alive, dead and left, as memberlist's events
+// tell them; Cluster.Status reports suspect for an alive member its link from
+// this node does not reach.
 const (
 	StateAlive MemberState = iota + 1
 	StateSuspect
@@ -302,22 +304,10 @@ func (n *Node) Close() error {
 // alive and suspect ones, and dead or left ones until the dead-node grace after
 // their departure has passed.
 func (n *Node) Members() []Member {
-	// memberlist's view, taken before n.mu: memberlist calls the event delegate,
-	// which takes n.mu, while holding its own lock.
-	suspect := make(map[string]bool)
-	for _, m := range n.ml.Load().Members() {
-		if m.State == memberlist.StateSuspect {
-			suspect[m.Name] = true
-		}
-	}
 	n.mu.Lock()
 	out := make([]Member, 0, len(n.peers))
 	for name, p := range n.peers {
-		st := p.state
-		if st == StateAlive && suspect[name] {
-			st = StateSuspect
-		}
-		out = append(out, Member{Name: name, GossipAddr: p.gossipAddr, LinkAddr: p.linkAddr, State: st})
+		out = append(out, Member{Name: name, GossipAddr: p.gossipAddr, LinkAddr: p.linkAddr, State: p.state})
 	}
 	n.mu.Unlock()
 	slices.SortFunc(out, func(a, b Member) int {

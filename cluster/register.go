@@ -13,8 +13,8 @@ import (
 var ErrNetsplit = errors.New("cluster: netsplit: a member is unreachable")
 
 // Netsplit reports whether some member of the cluster is unreachable from this
-// node: suspected or detected failed (and not yet forgotten), or alive without
-// a working link.
+// node: detected failed (and not yet forgotten), or alive without a working
+// link.
 func (c *Cluster) Netsplit() bool {
 	_, unreachable := c.reachable()
 	return len(unreachable) > 0
@@ -185,14 +185,23 @@ type Status struct {
 	Received      int64 `json:"received"`       // messages from other nodes
 	RetainApplied int64 `json:"retain_applied"` // retained changes from other nodes applied
 	SessionsMoved int64 `json:"sessions_moved"` // sessions that came here from other nodes
+	Relayed       int64 `json:"relayed"`        // messages relayed to sessions that moved away
+	Relays        int   `json:"relays"`         // sessions that moved away and are relayed to now
 }
 
 // Status returns the node's view of the cluster.
 func (c *Cluster) Status() Status {
+	members := c.node.Members()
+	for i := range members {
+		if m := &members[i]; m.State == StateAlive && m.Name != c.node.Name() && !c.links.Connected(m.Name) {
+			m.State = StateSuspect
+		}
+	}
 	return Status{
-		Node: c.node.Name(), Netsplit: c.Netsplit(), Members: c.node.Members(), Links: c.links.Stats(),
+		Node: c.node.Name(), Netsplit: c.Netsplit(), Members: members, Links: c.links.Stats(),
 		Filters:   len(c.node.LocalFilters()),
 		Forwarded: c.forwarded.Load(), ForwardDrops: c.forwardDrops.Load(), Received: c.received.Load(),
 		RetainApplied: c.retainApplied.Load(), SessionsMoved: c.sessionsMoved.Load(),
+		Relayed: c.relayed.Load(), Relays: c.relayCount(),
 	}
 }
