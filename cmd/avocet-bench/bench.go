@@ -66,6 +66,9 @@ func runScenario(ctx context.Context, cfg config, stderr io.Writer) (*Result, er
 		Rate:     cfg.rate,
 		Started:  b.start.UTC().Round(time.Millisecond),
 	}
+	if cfg.subAddr != cfg.addr {
+		b.res.SubBroker = cfg.subAddr
+	}
 	b.setPhase("connect")
 	need := uint64(64)
 	switch cfg.scenario {

@@ -58,8 +58,10 @@ type client struct {
 	err     error                  // why the reader stopped; read after done is closed
 }
 
-// connectOptions are the CONNECT fields a scenario chooses.
+// connectOptions are what a scenario chooses for one connection: the broker and
+// the CONNECT fields.
 type connectOptions struct {
+	addr          string // broker host:port; empty is cfg.addr
 	clean         bool   // Clean Session (3.1.1) or Clean Start (5.0)
 	sessionExpiry uint32 // 5.0 Session Expiry Interval in seconds; 0 leaves it out
 	keepAlive     uint16 // seconds
@@ -68,11 +70,16 @@ type connectOptions struct {
 	local         net.Addr
 }
 
-// connect dials the broker, sends CONNECT and reads the CONNACK. It does not start
-// the reader goroutine: start does, once pub or sub is set.
+// connect dials the broker (o.addr, or else cfg.addr), sends CONNECT and reads the
+// CONNACK. It does not start the reader goroutine: start does, once pub or sub is
+// set.
 func connect(ctx context.Context, cfg *config, id string, o connectOptions) (*client, error) {
+	addr := o.addr
+	if addr == "" {
+		addr = cfg.addr
+	}
 	d := net.Dialer{Timeout: handshakeTimeout, LocalAddr: o.local}
-	conn, err := d.DialContext(ctx, "tcp", cfg.addr)
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("client %s: %w", id, err)
 	}

@@ -11,6 +11,9 @@
 // Common flags:
 //
 //	-addr host:port   broker address (default 127.0.0.1:1883)
+//	-sub-addr host:port
+//	                  broker address of every scenario's subscribers (default: the
+//	                  -addr), for example another node of the same cluster
 //	-v 4|5            protocol version: 4 is MQTT 3.1.1, 5 is MQTT 5.0 (default 4)
 //	-qos 0|1|2        QoS of the published messages and of the subscriptions
 //	-size N           payload bytes, at least 24 (default 64)
@@ -99,6 +102,7 @@ const headerSize = 24
 type config struct {
 	scenario string
 	addr     string
+	subAddr  string // the subscribers' broker; the same as addr unless -sub-addr
 	version  mqtt.Version
 	qos      mqtt.QoS
 	size     int
@@ -181,6 +185,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	}
 	var version, qos int
 	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:1883", "broker `host:port`")
+	fs.StringVar(&cfg.subAddr, "sub-addr", "", "subscribers' broker `host:port` (default: the -addr)")
 	fs.IntVar(&version, "v", 4, "protocol version: 4 (MQTT 3.1.1) or 5 (MQTT 5.0)")
 	fs.IntVar(&qos, "qos", 0, "QoS of messages and subscriptions: 0, 1 or 2")
 	fs.IntVar(&cfg.size, "size", 64, "payload `bytes` (at least 24)")
@@ -235,6 +240,9 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		return cfg, errors.New("-rate must not be negative")
 	case cfg.pubs < 1 || cfg.subs < 1 || cfg.pairs < 1 || cfg.conns < 1 || cfg.retained < 1 || cfg.messages < 1:
 		return cfg, errors.New("-pubs, -subs, -pairs, -conns, -retained and -messages must be at least 1")
+	}
+	if cfg.subAddr == "" {
+		cfg.subAddr = cfg.addr
 	}
 	cfg.version = mqtt.Version(version)
 	cfg.qos = mqtt.QoS(qos)

@@ -252,6 +252,25 @@ func TestRunWritesTableAndJSON(t *testing.T) {
 	}
 }
 
+// TestSubAddr checks that subscribers connect to -sub-addr and publishers to
+// -addr: with one of them on a closed port, the other connects and the run
+// fails at the side on the closed port.
+func TestSubAddr(t *testing.T) {
+	addr := startBroker(t)
+	for _, tc := range []struct {
+		addr, subAddr, failing string
+	}{
+		{addr: addr, subAddr: "127.0.0.1:1", failing: "subscribers:"},
+		{addr: "127.0.0.1:1", subAddr: addr, failing: "publishers:"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), []string{"-addr", tc.addr, "-sub-addr", tc.subAddr, "-duration", "100ms", "pairs", "-pairs", "2"}, &stdout, &stderr)
+		if code != 1 || !strings.Contains(stderr.String(), tc.failing) {
+			t.Errorf("-addr %s -sub-addr %s: exit status %d, stderr %q; want 1 and an error about the %s", tc.addr, tc.subAddr, code, stderr.String(), strings.TrimSuffix(tc.failing, ":"))
+		}
+	}
+}
+
 func TestParseArgs(t *testing.T) {
 	for _, tc := range []struct {
 		args  []string
@@ -261,6 +280,16 @@ func TestParseArgs(t *testing.T) {
 		{args: []string{"fanin"}, check: func(c config) bool {
 			return c.addr == "127.0.0.1:1883" && c.version == mqtt.Version311 && c.qos == 0 && c.size == 64 &&
 				c.duration == 10*time.Second && c.warmup == time.Second && c.inflight == 64 && c.pubs == 10 && c.rate == 0
+		}},
+		{args: []string{"fanin"}, check: func(c config) bool { return c.subAddr == "127.0.0.1:1883" }},
+		{args: []string{"-addr", "127.0.0.3:1884", "pairs"}, check: func(c config) bool {
+			return c.addr == "127.0.0.3:1884" && c.subAddr == "127.0.0.3:1884"
+		}},
+		{args: []string{"-addr", "127.0.0.3:1884", "pairs", "-sub-addr", "127.0.0.1:1885"}, check: func(c config) bool {
+			return c.addr == "127.0.0.3:1884" && c.subAddr == "127.0.0.1:1885"
+		}},
+		{args: []string{"-sub-addr", "127.0.0.2:1885", "latency"}, check: func(c config) bool {
+			return c.addr == "127.0.0.1:1883" && c.subAddr == "127.0.0.2:1885"
 		}},
 		{args: []string{"-v", "5", "fanout", "-subs", "7", "-qos", "2"}, check: func(c config) bool {
 			return c.version == mqtt.Version5 && c.subs == 7 && c.qos == 2

@@ -15,8 +15,9 @@ import (
 // Counts are messages; rates are per second; latencies are microseconds.
 type Result struct {
 	Scenario    string    `json:"scenario"`
-	Broker      string    `json:"broker"`  // the -addr
-	Version     string    `json:"version"` // "3.1.1" or "5.0"
+	Broker      string    `json:"broker"`               // the -addr
+	SubBroker   string    `json:"sub_broker,omitempty"` // the -sub-addr, when it differs from the -addr
+	Version     string    `json:"version"`              // "3.1.1" or "5.0"
 	QoS         int       `json:"qos"`
 	Size        int       `json:"size"` // payload bytes
 	Publishers  int       `json:"publishers"`
@@ -101,6 +102,9 @@ func (r *Result) writeTable(w io.Writer) {
 	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, args...)...) }
 	row("scenario", "%s", r.Scenario)
 	row("broker", "%s", r.Broker)
+	if r.SubBroker != "" {
+		row("sub broker", "%s", r.SubBroker)
+	}
 	row("version", "%s", r.Version)
 	if r.Connections == nil {
 		row("qos", "%d", r.QoS)

@@ -203,7 +203,7 @@ func (b *bench) retained(ctx context.Context) (bool, error) {
 	// A new subscriber receives them all. From here on an interruption no longer
 	// stops the run, so that the messages are cleared.
 	b.setPhase("deliver")
-	sc, err := connect(context.Background(), cfg, b.clientID("sub", 0), connectOptions{clean: true, keepAlive: 2 * uint16(pingEvery/time.Second), readBuf: 64 << 10})
+	sc, err := connect(context.Background(), cfg, b.clientID("sub", 0), connectOptions{addr: cfg.subAddr, clean: true, keepAlive: 2 * uint16(pingEvery/time.Second), readBuf: 64 << 10})
 	if err != nil {
 		return false, err
 	}
@@ -259,7 +259,7 @@ func (b *bench) persistent(ctx context.Context) (bool, error) {
 
 	// 3.1.1: Clean Session 0 keeps the session. 5.0: Clean Start 1 starts anew and
 	// the Session Expiry Interval keeps it.
-	first := connectOptions{clean: cfg.version == mqtt.Version5, sessionExpiry: expiry, keepAlive: keep, readBuf: 64 << 10}
+	first := connectOptions{addr: cfg.subAddr, clean: cfg.version == mqtt.Version5, sessionExpiry: expiry, keepAlive: keep, readBuf: 64 << 10}
 	sub := newSubscriber(b, 0, 1, false)
 	sc, err := connect(ctx, cfg, subID, first)
 	if err != nil {
@@ -314,7 +314,7 @@ func (b *bench) persistent(ctx context.Context) (bool, error) {
 	// Come back and drain.
 	b.setPhase("drain")
 	t1 := b.now()
-	again := connectOptions{clean: false, sessionExpiry: expiry, keepAlive: keep, readBuf: 64 << 10}
+	again := connectOptions{addr: cfg.subAddr, clean: false, sessionExpiry: expiry, keepAlive: keep, readBuf: 64 << 10}
 	sc2, err := connect(context.Background(), cfg, subID, again)
 	if err != nil {
 		return true, fmt.Errorf("reconnect the subscriber: %w", err)
@@ -359,10 +359,10 @@ func (b *bench) persistent(ctx context.Context) (bool, error) {
 	return true, err
 }
 
-// removeSession connects as id with a clean session and disconnects, which ends
-// the session the broker kept for id.
+// removeSession connects as id with a clean session to the subscribers' broker
+// and disconnects, which ends the session the broker kept for id.
 func (b *bench) removeSession(id string) {
-	c, err := connect(context.Background(), b.cfg, id, connectOptions{clean: true, readBuf: 4 << 10})
+	c, err := connect(context.Background(), b.cfg, id, connectOptions{addr: b.cfg.subAddr, clean: true, readBuf: 4 << 10})
 	if err != nil {
 		b.note("remove session %s: %v", id, err)
 		return

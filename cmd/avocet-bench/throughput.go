@@ -62,7 +62,7 @@ func (b *bench) throughput(ctx context.Context) (bool, error) {
 	}
 	var downgraded atomic.Int64
 	err := forEach(ctx, len(filters), 100, func(i int) error {
-		c, err := connect(ctx, cfg, b.clientID("sub", i), connectOptions{clean: true, keepAlive: 2 * uint16(pingEvery/time.Second), readBuf: readBuf})
+		c, err := connect(ctx, cfg, b.clientID("sub", i), connectOptions{addr: cfg.subAddr, clean: true, keepAlive: 2 * uint16(pingEvery/time.Second), readBuf: readBuf})
 		if err != nil {
 			return err
 		}
