@@ -10,7 +10,7 @@ PKGS      := ./...
 FUZZTIME  ?= 30s
 BENCHTIME ?= 1s
 
-.PHONY: help build run test bench bench-compare fuzz e2e lint clean
+.PHONY: help build run test bench bench-compare bench-cluster fuzz e2e lint clean
 
 ## help: list the targets
 help:
@@ -37,6 +37,10 @@ bench:
 ## bench-compare: Avocet against Mosquitto and Mochi MQTT with avocet-bench, side by side (env ROUNDS, DURATION, SCENARIOS, QOS, BROKERS, OUT)
 bench-compare:
 	GO=$(GO) ./scripts/bench-compare
+
+## bench-cluster: cross-node throughput and latency of a 3-node cluster on loopback next to a single node, with avocet-bench (env ROUNDS, DURATION, OUT)
+bench-cluster:
+	GO=$(GO) BIN=$(BIN) ./scripts/bench-cluster
 
 ## fuzz: run every fuzz target for FUZZTIME each
 fuzz:
