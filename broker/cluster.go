@@ -57,6 +57,11 @@ type Cluster interface {
 	// Imported is called once the session of client, exported by another node
 	// for Register, is installed here.
 	Imported(client string)
+	// Sync is called after a SUBSCRIBE changed the local subscriptions, before
+	// the SUBACK: it returns once the other nodes route by them (or gives up
+	// after a while), so that what is published anywhere after the SUBACK
+	// reaches the new subscriptions.
+	Sync()
 }
 
 // MsgRef identifies a message routed in a cluster: the node it was published

@@ -58,6 +58,8 @@ func (f *fakeCluster) FirstDelivery(client string, ref MsgRef) bool {
 
 func (f *fakeCluster) Relaying(string) bool { return false }
 
+func (f *fakeCluster) Sync() {}
+
 func (f *fakeCluster) MovedIn(client string) bool { return client == f.movedIn }
 
 func (f *fakeCluster) Imported(client string) {

@@ -444,6 +444,7 @@ func (c *conn) subscribe(p *mqtt.Subscribe) error {
 		hk.AuthOnSubscribe(c.info(), reqs, ack.ReasonCodes)
 	}
 	var granted []SubscriptionRequest
+	subscribed := false
 	for i, s := range p.Subscriptions {
 		if ack.ReasonCodes[i].IsError() { // refused by the hook
 			continue
@@ -461,12 +462,16 @@ func (c *conn) subscribe(p *mqtt.Subscribe) error {
 		if code.IsError() {
 			continue
 		}
+		subscribed = true
 		if _, _, shared := mqtt.SplitShared(s.Filter); shared {
 			continue // retained messages are not sent for shared subscriptions (MQTT 5.0 section 4.8.2)
 		}
 		if s.RetainHandling == 0 || s.RetainHandling == 1 && created {
 			retained = append(retained, pending{s.Filter, opts})
 		}
+	}
+	if cl := b.clusterOf(); cl != nil && subscribed {
+		cl.Sync()
 	}
 	c.queue(ctrl{t: mqtt.SUBACK, pkt: ack})
 	if len(granted) > 0 {

@@ -100,6 +100,7 @@ type Cluster struct {
 	relayMu  sync.Mutex
 	relays   map[string]*relayState // sessions that moved away, by client id; guarded by relayMu
 	fences   []fenceReq             // waiting for route changes; guarded by relayMu
+	syncs    []*syncWait            // Sync calls waiting for fenced; guarded by relayMu
 	movedIn  sync.Map               // client id to *movedIn: sessions moving here, or relayed to
 	movedInN atomic.Int32           // entries of movedIn
 
@@ -174,6 +175,7 @@ func Start(b *broker.Broker, cfg Config) (*Cluster, error) {
 		opts.LinkAddress = server.Addr()
 	}
 	opts.OnRoute = c.onRoute
+	opts.OnUpdate = c.onUpdate
 	opts.OnMembers = c.onMembers
 	seeds := opts.Seeds
 	opts.Seeds = nil

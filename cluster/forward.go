@@ -191,6 +191,12 @@ func (c *Cluster) handle(from string, it Item, done func()) {
 		default:
 			c.fenced(from, name, v)
 		}
+	case itemRoute:
+		err := c.node.ApplyUpdate(it.Body)
+		done()
+		if err != nil {
+			c.log.Warn("cluster: dropped a route change", "peer", from, "err", err)
+		}
 	case itemRelayEnded:
 		r := reader{b: it.Body}
 		client := r.string("client id", maxClientIDLen)

@@ -481,3 +481,26 @@ func TestClusterSessionMovesUnderLoad(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestClusterSubackMeansRouted: once a subscriber on one node has its SUBACK,
+// a message published on another node at once reaches it: the subscribing node
+// sends its route change over the links and waits for the other nodes to
+// confirm before the SUBACK.
+func TestClusterSubackMeansRouted(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	a, c := nodes[0], nodes[2]
+	sub := connect(t, a.addr, "sub", nil)
+	pub := connect(t, c.addr, "pub", nil)
+	var slowest time.Duration
+	for i := range 20 {
+		topic := "fresh/" + strconv.Itoa(i)
+		start := time.Now()
+		sub.sub(t, topic, 1)
+		slowest = max(slowest, time.Since(start))
+		pub.pub(t, topic, 1, false, strconv.Itoa(i))
+		if m := sub.next(t); string(m.Payload) != strconv.Itoa(i) {
+			t.Fatalf("got %q on %q, want %d", m.Payload, m.Topic, i)
+		}
+	}
+	t.Logf("slowest SUBACK: %v", slowest)
+}

@@ -32,6 +32,7 @@ import (
 //	                the routes of node at that version route messages here
 //	fenced:         node, incarnation, sequence number
 //	relayEnded:     client id: the sender no longer relays to the session
+//	route:          a change of the sender's filters, as gossip carries it
 const (
 	itemPublish       byte = 1
 	itemRetain        byte = 2
@@ -43,6 +44,7 @@ const (
 	itemFence         byte = 8
 	itemFenced        byte = 9
 	itemRelayEnded    byte = 10
+	itemRoute         byte = 11
 )
 
 const (

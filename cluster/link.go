@@ -1025,6 +1025,21 @@ func (l *Links) Update(members map[string]string) {
 	}
 }
 
+// SendAll queues it, not durable, for every peer with a link; a full queue
+// drops it, as Send does.
+func (l *Links) SendAll(it Item) {
+	l.mu.RLock()
+	names := make([]string, 0, len(l.links))
+	for name := range l.links {
+		names = append(names, name)
+	}
+	l.mu.RUnlock()
+	it.Durable = false
+	for _, name := range names {
+		l.Send(name, it)
+	}
+}
+
 // Send queues it for peer node. queued is false when there is no link to node
 // (not counted) or the peer's queue is full (counted as a drop), as it is for
 // a body larger than a frame can carry. stored is true when the item was

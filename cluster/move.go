@@ -330,10 +330,21 @@ func (c *Cluster) fenceDone(f *fenceReq) {
 }
 
 // fenced hears that node by routes by the routes of node to at v: the relays
-// to to that waited for it no longer do, and those that wait for no one end.
+// to to that waited for it no longer do, and those that wait for no one end;
+// so do the Sync calls of this node.
 func (c *Cluster) fenced(by, to string, v version) {
 	var done []string
 	c.relayMu.Lock()
+	if to == c.node.Name() {
+		for _, w := range c.syncs {
+			if v.covers(w.v) {
+				delete(w.waiting, by)
+				if len(w.waiting) == 0 {
+					w.close()
+				}
+			}
+		}
+	}
 	for client, st := range c.relays {
 		if st.to == to && st.moved && v.covers(st.v) {
 			delete(st.waiting, by)
@@ -461,4 +472,64 @@ func (c *Cluster) aliveMembers() map[string]bool {
 		}
 	}
 	return alive
+}
+
+// onUpdate sends a change of this node's filters to every peer over its link,
+// ahead of gossip: the link is faster and ordered with what follows on it (a
+// fence, a message). Called under the Node's lock.
+func (c *Cluster) onUpdate(b []byte) {
+	c.links.SendAll(Item{Kind: itemRoute, Body: b})
+}
+
+// syncWait is a Sync call waiting for the nodes to route by v.
+type syncWait struct {
+	v       version
+	waiting map[string]struct{}
+	done    chan struct{}
+	once    sync.Once
+}
+
+func (w *syncWait) close() { w.once.Do(func() { close(w.done) }) }
+
+// Sync implements broker.Cluster: it returns once every node this node has a
+// working link to routes by this node's filters as they are now, or after
+// RegisterTimeout, so that a SUBACK means that the subscription takes messages
+// published anywhere in the cluster. Unreachable nodes learn the filters when
+// the netsplit heals.
+func (c *Cluster) Sync() {
+	up, _ := c.reachable()
+	if len(up) == 0 {
+		return
+	}
+	w := &syncWait{v: c.node.version(), waiting: make(map[string]struct{}, len(up)), done: make(chan struct{})}
+	for _, name := range up {
+		w.waiting[name] = struct{}{}
+	}
+	c.relayMu.Lock()
+	c.syncs = append(c.syncs, w)
+	c.relayMu.Unlock()
+	defer func() {
+		c.relayMu.Lock()
+		c.syncs = slices.DeleteFunc(c.syncs, func(x *syncWait) bool { return x == w })
+		c.relayMu.Unlock()
+	}()
+	body := encodeVersioned(c.node.Name(), w.v)
+	for _, name := range up {
+		if queued, _ := c.links.Send(name, Item{Kind: itemFence, Body: body}); !queued {
+			c.relayMu.Lock()
+			delete(w.waiting, name)
+			if len(w.waiting) == 0 {
+				w.close()
+			}
+			c.relayMu.Unlock()
+		}
+	}
+	t := time.NewTimer(c.cfg.RegisterTimeout)
+	defer t.Stop()
+	select {
+	case <-w.done:
+	case <-t.C:
+		c.log.Warn("cluster: nodes did not confirm a subscription within the register timeout", "timeout", c.cfg.RegisterTimeout)
+	case <-c.ctx.Done():
+	}
 }

@@ -52,6 +52,11 @@ type Options struct {
 	// the node's lock held, in the order of the changes, and must not block or
 	// call the Node.
 	OnRoute func(node, filter string, added bool)
+	// OnUpdate, when not nil, is given every change of this node's own filters
+	// as gossip carries it, under the same rules as OnRoute, so that it can go
+	// to the peers by a faster way too (ApplyUpdate takes it there). b is not
+	// changed afterwards.
+	OnUpdate func(b []byte)
 	// OnMembers, when not nil, is called after a member joined, changed, left
 	// or was forgotten, under the same rules as OnRoute; Members then tells the
 	// new view.
@@ -135,6 +140,7 @@ type Node struct {
 	queue *memberlist.TransmitLimitedQueue
 
 	onRoute   func(node, filter string, added bool)
+	onUpdate  func(b []byte)
 	onMembers func()
 
 	mu          sync.Mutex
@@ -181,6 +187,7 @@ func New(opts Options) (*Node, error) {
 		remotes:     make(map[string]*remote),
 		peers:       make(map[string]*peer),
 		onRoute:     opts.OnRoute,
+		onUpdate:    opts.OnUpdate,
 		onMembers:   opts.OnMembers,
 	}
 	n.queue = &memberlist.TransmitLimitedQueue{

@@ -52,9 +52,11 @@ func (n *Node) RemoveFilter(filter string) {
 // gossip. n.mu is held, so changes are numbered in the order they happen.
 func (n *Node) broadcastLocked(op byte, filter string) {
 	n.seq++
-	n.queue.QueueBroadcast(broadcast(encodeUpdate(update{
-		origin: n.name, incarnation: n.incarnation, seq: n.seq, op: op, filter: filter,
-	})))
+	b := encodeUpdate(update{origin: n.name, incarnation: n.incarnation, seq: n.seq, op: op, filter: filter})
+	n.queue.QueueBroadcast(broadcast(b))
+	if n.onUpdate != nil {
+		n.onUpdate(b)
+	}
 }
 
 // LocalFilters returns this node's filters, sorted.
@@ -293,9 +295,17 @@ func (d *delegate) NodeMeta(limit int) []byte {
 // NotifyMsg takes one update from a peer; a malformed one is logged and dropped.
 func (d *delegate) NotifyMsg(b []byte) {
 	n := (*Node)(d)
+	if err := n.ApplyUpdate(b); err != nil {
+		n.logger.Warn("cluster: dropped a gossip message", "error", err)
+	}
+}
+
+// ApplyUpdate takes one change of another node's filters, as Options.OnUpdate
+// gave it there; an update seen before, by gossip or otherwise, is skipped.
+func (n *Node) ApplyUpdate(b []byte) error {
 	kind, rest, err := decodeHeader(b)
 	if err == nil && kind != kindUpdate {
-		err = fmt.Errorf("%w: kind %d in a gossip message", errMalformed, kind)
+		err = fmt.Errorf("%w: kind %d in an update", errMalformed, kind)
 	}
 	var u update
 	if err == nil {
@@ -305,14 +315,14 @@ func (d *delegate) NotifyMsg(b []byte) {
 		err = mqtt.ValidTopicFilter(u.filter)
 	}
 	if err != nil {
-		n.logger.Warn("cluster: dropped a gossip message", "error", err)
-		return
+		return err
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if !n.closed {
 		n.applyUpdateLocked(u)
 	}
+	return nil
 }
 
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
