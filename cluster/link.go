@@ -879,6 +879,7 @@ type Links struct {
 type Link struct {
 	name   string
 	wake   chan struct{} // capacity 1: there may be more to write
+	room   chan struct{} // closed, and replaced, when acks make room in the queue; guarded by mu
 	redial chan struct{} // capacity 1: dial now rather than after the backoff
 
 	cancel context.CancelFunc // of the current goroutine; guarded by Links.mu
@@ -951,7 +952,7 @@ func NewLinks(cfg LinkConfig) *Links {
 }
 
 func newLink(name string) *Link {
-	return &Link{name: name, wake: make(chan struct{}, 1), redial: make(chan struct{}, 1), next: 1}
+	return &Link{name: name, wake: make(chan struct{}, 1), redial: make(chan struct{}, 1), room: make(chan struct{}), next: 1}
 }
 
 // Dial opens the link to peer name at addr, or moves an existing one to addr
@@ -1048,27 +1049,71 @@ func (l *Links) SendAll(it Item) {
 // blocks (with a store, beyond the store's own pushback on Set). it.Body is
 // shared read-only until acknowledged.
 func (l *Links) Send(node string, it Item) (queued, stored bool) {
+	queued, stored, room := l.send(node, it)
+	if room != nil {
+		l.mu.RLock()
+		if k := l.links[node]; k != nil {
+			k.dropped.Add(1)
+		}
+		l.mu.RUnlock()
+	}
+	return queued, stored
+}
+
+// SendWait is Send, except that while the peer's queue is full it waits for
+// room, up to timeout: the caller is held back instead of the item dropped.
+func (l *Links) SendWait(node string, it Item, timeout time.Duration) (queued, stored bool) {
+	var deadline <-chan time.Time
+	for {
+		queued, stored, room := l.send(node, it)
+		if queued || room == nil {
+			return queued, stored
+		}
+		if deadline == nil {
+			t := time.NewTimer(timeout)
+			defer t.Stop()
+			deadline = t.C
+		}
+		select {
+		case <-room:
+		case <-deadline:
+			l.mu.RLock()
+			k := l.links[node]
+			l.mu.RUnlock()
+			if k != nil {
+				k.dropped.Add(1)
+			}
+			return false, false
+		case <-l.ctx.Done():
+			return false, false
+		}
+	}
+}
+
+// send is Send; when the queue is full it returns, without counting a drop,
+// the channel that is closed when there is room.
+func (l *Links) send(node string, it Item) (queued, stored bool, room <-chan struct{}) {
 	l.mu.RLock()
 	k := l.links[node]
 	l.mu.RUnlock()
 	if k == nil {
-		return false, false
+		return false, false, nil
 	}
 	if len(it.Body) > maxItemBody {
 		k.dropped.Add(1)
 		l.logger.Warn("cluster link: item larger than a frame", "peer", node, "kind", it.Kind, "bytes", len(it.Body))
-		return false, false
+		return false, false, nil
 	}
 	st := l.cfg.Store
 	k.mu.Lock()
 	if !k.open {
 		k.mu.Unlock()
-		return false, false
+		return false, false, nil
 	}
 	if k.items.len() >= l.cfg.Queue {
+		room := k.room
 		k.mu.Unlock()
-		k.dropped.Add(1)
-		return false, false
+		return false, false, room
 	}
 	seq := k.next
 	k.next++
@@ -1082,7 +1127,7 @@ func (l *Links) Send(node string, it Item) (queued, stored bool) {
 	k.mu.Unlock()
 	l.awaitReservation(k, res)
 	signal(k.wake)
-	return true, stored
+	return true, stored, nil
 }
 
 // reserveLocked reserves sequence numbers ahead in the store when fewer than
@@ -1419,6 +1464,8 @@ func (l *Links) ack(k *Link, seq uint64) error {
 		k.items.drop(n)
 		k.written = max(0, k.written-n)
 		k.acked.Add(int64(n))
+		close(k.room)
+		k.room = make(chan struct{})
 	}
 	return nil
 }

@@ -938,3 +938,42 @@ func TestLinkDetectsSilentPeer(t *testing.T) {
 	p.stalled.Store(false)
 	checkFor(t, 10*time.Second, in.wantBodies("before", "during"))
 }
+
+// TestLinkSendWaitHoldsBackInsteadOfDropping: with the peer's queue full,
+// SendWait waits until acknowledgements make room, and gives up, counting a
+// drop, only after its timeout.
+func TestLinkSendWaitHoldsBackInsteadOfDropping(t *testing.T) {
+	var in inbox
+	srv := listen(t, "127.0.0.1:0", nil, nil, &in)
+	p := newProxy(t, srv.Addr())
+	l := newLinks(t, "a", nil, 4)
+	l.Dial("b", p.addr())
+	mustSend(t, l, "b", item("first"))
+	checkFor(t, 5*time.Second, in.wantBodies("first"))
+	p.stalled.Store(true) // nothing is acknowledged: the queue fills up
+	for i := range 4 {
+		mustSend(t, l, "b", item(fmt.Sprintf("held/%d", i)))
+	}
+	if queued, _ := l.SendWait("b", item("late"), 100*time.Millisecond); queued {
+		t.Fatal("queued into a full queue")
+	}
+	if s := stats(l, "b"); s.Dropped != 1 {
+		t.Fatalf("dropped %d, want 1", s.Dropped)
+	}
+	done := make(chan bool)
+	go func() {
+		queued, _ := l.SendWait("b", item("waited"), 20*time.Second)
+		done <- queued
+	}()
+	select {
+	case <-done:
+		t.Fatal("SendWait returned while the queue was full")
+	case <-time.After(200 * time.Millisecond):
+	}
+	p.cut()
+	p.stalled.Store(false)
+	if !<-done {
+		t.Fatal("SendWait gave up although room came")
+	}
+	checkFor(t, 10*time.Second, in.wantBodies("first", "held/0", "held/1", "held/2", "held/3", "waited"))
+}

@@ -86,7 +86,7 @@ func (c *Cluster) Forward(m *mqtt.Message, n uint64, nodes []string) (stored boo
 		return false
 	}
 	for _, node := range nodes {
-		queued, st := c.links.Send(node, Item{Kind: itemPublish, Body: body, Durable: m.QoS > mqtt.AtMostOnce})
+		queued, st := c.send(node, Item{Kind: itemPublish, Body: body, Durable: m.QoS > mqtt.AtMostOnce})
 		if !queued {
 			c.forwardDrops.Add(1)
 			continue
@@ -95,6 +95,17 @@ func (c *Cluster) Forward(m *mqtt.Message, n uint64, nodes []string) (stored boo
 		stored = stored || st
 	}
 	return stored
+}
+
+// send queues a message for node. A QoS 1 or 2 message (Durable) waits for room
+// in a full queue, up to DefaultLinkWriteTimeout, holding back its publisher:
+// its PUBACK must not go out for a message that is then dropped. A QoS 0
+// message is dropped at once.
+func (c *Cluster) send(node string, it Item) (queued, stored bool) {
+	if it.Durable {
+		return c.links.SendWait(node, it, DefaultLinkWriteTimeout)
+	}
+	return c.links.Send(node, it)
 }
 
 // Relay implements broker.Cluster: m goes to the session of client on the node
@@ -117,7 +128,7 @@ func (c *Cluster) Relay(client string, m *mqtt.Message, qos mqtt.QoS, retain boo
 		c.log.Warn("cluster: message not relayed", "client_id", client, "peer", to, "err", err)
 		return false
 	}
-	queued, stored := c.links.Send(to, Item{Kind: itemRelay, Body: body, Durable: qos > mqtt.AtMostOnce})
+	queued, stored := c.send(to, Item{Kind: itemRelay, Body: body, Durable: qos > mqtt.AtMostOnce})
 	if !queued {
 		c.forwardDrops.Add(1)
 		c.log.Warn("cluster: message for a session that moved not relayed", "client_id", client, "peer", to)
