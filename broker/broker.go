@@ -326,29 +326,34 @@ func (b *Broker) route(m *mqtt.Message) (n int, stored bool) {
 	var ref MsgRef
 	if cl != nil {
 		ref.N = b.routed.Add(1)
+		res.nodes, res.moved = res.nodes[:0], res.moved[:0]
+		for i := range res.Recipients {
+			switch s := res.Recipients[i].Subscriber; {
+			case IsNode(s):
+				res.nodes = append(res.nodes, s[len(NodePrefix):])
+			case IsMoved(s):
+				res.moved = append(res.moved, i)
+			}
+		}
+		// Forwarded first, so that the relays of sessions that moved away
+		// know where the message went.
+		if len(res.nodes) > 0 {
+			n += len(res.nodes)
+			var st bool
+			st, ref.Sent = cl.Forward(m, ref.N, res.nodes)
+			stored = stored || st
+		}
 	}
-	res.nodes, res.moved = res.nodes[:0], res.moved[:0]
 	for i := range res.Recipients {
 		r := &res.Recipients[i]
-		if cl != nil {
-			if IsNode(r.Subscriber) {
-				res.nodes = append(res.nodes, r.Subscriber[len(NodePrefix):])
-				continue
-			}
-			if IsMoved(r.Subscriber) {
-				res.moved = append(res.moved, i)
-				continue
-			}
+		if cl != nil && (IsNode(r.Subscriber) || IsMoved(r.Subscriber)) {
+			continue
 		}
 		ok, st := b.deliver(r.Subscriber, m, min(m.QoS, r.QoS), r.RetainAsPublished && m.Retain, r.SubscriptionIDs, "", ref)
 		if ok {
 			n++
 		}
 		stored = stored || st
-	}
-	if len(res.nodes) > 0 {
-		n += len(res.nodes)
-		stored = cl.Forward(m, ref.N, res.nodes) || stored
 	}
 	for _, i := range res.moved {
 		r := &res.Recipients[i]

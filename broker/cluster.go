@@ -34,10 +34,10 @@ type Cluster interface {
 	// m.Topic: set it, or cleared it when the payload is empty.
 	Retained(m *mqtt.Message)
 	// Forward sends m once to each of nodes, the other nodes with a matching
-	// subscription, numbered n among the messages routed here (see MsgRef),
-	// and reports whether a store was written (wait for a Barrier before
-	// acknowledging).
-	Forward(m *mqtt.Message, n uint64, nodes []string) (stored bool)
+	// subscription, numbered n among the messages routed here (see MsgRef).
+	// It reports whether a store was written (wait for a Barrier before
+	// acknowledging) and what to keep in MsgRef.Sent for the relays of m.
+	Forward(m *mqtt.Message, n uint64, nodes []string) (stored bool, sent any)
 	// Relay sends m to the session of client on the node it moved to, as
 	// delivered here with qos, retain, subscription identifiers ids and, for a
 	// shared subscription, group. ref identifies m, so that the session takes
@@ -70,6 +70,9 @@ type Cluster interface {
 type MsgRef struct {
 	Node string
 	N    uint64
+	// Sent is the cluster's record of the nodes the message was forwarded to
+	// by the node it comes from; opaque to the broker.
+	Sent any
 }
 
 // GroupReceiver is a Receiver that is told which shared subscription a message
@@ -122,6 +125,8 @@ func (b *Broker) SetCluster(c Cluster) {
 // local subscribers it went to and whether a session store was written (wait
 // for a Barrier before acknowledging).
 func (b *Broker) RouteFromNode(m *mqtt.Message, group string, ref MsgRef) (n int, stored bool) {
+	// ref.Sent is for relays only: the identity compared between deliveries is
+	// the node and number.
 	res := b.matchPool.Get().(*MatchResult)
 	defer b.matchPool.Put(res)
 	b.tree.Match(m.Topic, m.Origin, res)

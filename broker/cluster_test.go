@@ -19,19 +19,19 @@ type fakeCluster struct {
 	register func(id string, cleanStart bool) ([]session.Record, error)
 	refuse   bool // PublishAllowed false
 	movedIn  string
-	seen     map[MsgRef]bool
+	seen     map[uint64]bool
 	forwards []string // node:topic
 	relays   []string // client:topic[group]:origin
 	imported []string
 }
 
-func (f *fakeCluster) Forward(m *mqtt.Message, n uint64, nodes []string) bool {
+func (f *fakeCluster) Forward(m *mqtt.Message, n uint64, nodes []string) (bool, any) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, node := range nodes {
 		f.forwards = append(f.forwards, node+":"+m.Topic)
 	}
-	return false
+	return false, nodes
 }
 
 func (f *fakeCluster) Relay(client string, m *mqtt.Message, _ mqtt.QoS, _ bool, _ []uint32, group string, ref MsgRef) bool {
@@ -46,13 +46,12 @@ func (f *fakeCluster) FirstDelivery(client string, ref MsgRef) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.seen == nil {
-		f.seen = map[MsgRef]bool{}
+		f.seen = map[uint64]bool{}
 	}
-	ref.Node = ""
-	if f.seen[ref] {
+	if f.seen[ref.N] {
 		return false
 	}
-	f.seen[ref] = true
+	f.seen[ref.N] = true
 	return true
 }
 

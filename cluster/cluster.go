@@ -104,7 +104,8 @@ type Cluster struct {
 	movedIn  sync.Map               // client id to *movedIn: sessions moving here, or relayed to
 	movedInN atomic.Int32           // entries of movedIn
 
-	split atomic.Bool // some member is unreachable; see refreshNetsplit
+	split   atomic.Bool                        // some member is unreachable; see refreshNetsplit
+	applied atomic.Pointer[map[string]version] // per other node, the version of its routes in the broker's tree
 
 	forwarded, received, retainApplied, forwardDrops, sessionsMoved, relayed atomic.Int64
 }
@@ -115,6 +116,7 @@ type routeChange struct {
 	node, filter string
 	added        bool
 	fence        *fenceReq
+	v            version // the node's routes with the change
 }
 
 type stampEntry struct {
@@ -156,6 +158,7 @@ func Start(b *broker.Broker, cfg Config) (*Cluster, error) {
 		relays:    make(map[string]*relayState),
 	}
 	c.routeCond = sync.NewCond(&c.routeMu)
+	c.applied.Store(&map[string]version{})
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if err := c.loadStamps(); err != nil {
 		return nil, err
@@ -179,10 +182,9 @@ func Start(b *broker.Broker, cfg Config) (*Cluster, error) {
 	opts.OnMembers = c.onMembers
 	seeds := opts.Seeds
 	opts.Seeds = nil
-	c.wg.Add(3)
+	c.wg.Add(2)
 	go c.applyLoop()
 	go c.sweepLoop()
-	go c.tickLoop()
 	node, err := New(opts)
 	if err != nil {
 		c.stop()
@@ -192,9 +194,10 @@ func Start(b *broker.Broker, cfg Config) (*Cluster, error) {
 	// The broker's subscriptions, loaded sessions' among them, are announced
 	// before the node joins, so that the cluster learns them with its state.
 	b.SetCluster(c)
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.membersLoop()
 	go c.rejoinLoop(seeds)
+	go c.tickLoop()
 	if len(seeds) > 0 {
 		c.wg.Add(1)
 		go c.joinLoop(seeds)

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"maps"
 	"strings"
 	"time"
 
@@ -35,7 +36,7 @@ func (c *Cluster) forward(node string, m *mqtt.Message, group string) (stored bo
 	if strings.HasPrefix(m.Topic, "$SYS") { // every node has its own
 		return false
 	}
-	body, err := encodePublish(m, group, 0)
+	body, err := encodePublish(m, group, 0, nil)
 	if err != nil {
 		c.forwardDrops.Add(1)
 		c.log.Warn("cluster: message not forwarded", "peer", node, "topic", m.Topic, "err", err)
@@ -52,9 +53,9 @@ func (c *Cluster) forward(node string, m *mqtt.Message, group string) (stored bo
 
 // onRoute hears the Node's routing table change, under its lock: the change is
 // queued for applyLoop, which makes it in the broker's tree.
-func (c *Cluster) onRoute(node, filter string, added bool) {
+func (c *Cluster) onRoute(node, filter string, added bool, inc, seq uint64) {
 	c.routeMu.Lock()
-	c.routeQ = append(c.routeQ, routeChange{node: node, filter: filter, added: added})
+	c.routeQ = append(c.routeQ, routeChange{node: node, filter: filter, added: added, v: version{inc, seq}})
 	c.routeMu.Unlock()
 	c.routeCond.Signal()
 }
@@ -75,11 +76,16 @@ func (c *Cluster) applyLoop() {
 		q := c.routeQ
 		c.routeQ = nil
 		c.routeMu.Unlock()
+		var applied map[string]version
 		for _, ch := range q {
 			if ch.fence != nil {
 				c.fenceDone(ch.fence)
 				continue
 			}
+			if applied == nil {
+				applied = maps.Clone(*c.applied.Load())
+			}
+			applied[ch.node] = ch.v
 			id := broker.NodePrefix + ch.node
 			if !ch.added {
 				c.b.Unsubscribe(id, ch.filter)
@@ -89,6 +95,9 @@ func (c *Cluster) applyLoop() {
 			if _, err := c.b.Subscribe(id, ch.filter, nodeOptions); err != nil {
 				c.log.Warn("cluster: route not applied", "peer", ch.node, "filter", ch.filter, "err", err)
 			}
+		}
+		if applied != nil {
+			c.applied.Store(&applied)
 		}
 	}
 }
@@ -158,14 +167,14 @@ func (c *Cluster) membersLoop() {
 func (c *Cluster) handle(from string, it Item, done func()) {
 	switch it.Kind {
 	case itemPublish:
-		m, group, n, err := decodePublish(it.Body)
+		m, group, n, sent, err := decodePublish(it.Body)
 		if err != nil {
 			c.log.Warn("cluster: dropped a message from a peer", "peer", from, "err", err)
 			done()
 			return
 		}
 		c.received.Add(1)
-		_, stored := c.b.RouteFromNode(m, group, broker.MsgRef{Node: from, N: n})
+		_, stored := c.b.RouteFromNode(m, group, broker.MsgRef{Node: from, N: n, Sent: sent})
 		c.whenDurable(stored, done)
 	case itemRelay:
 		rl, err := decodeRelay(it.Body)

@@ -13,8 +13,11 @@ import (
 // unless said otherwise; strings and byte strings are a varint length and the
 // bytes; a message is as mqtt.Message.AppendBinary writes it, to the end.
 //
-//	publish:        group, number, message: the number identifies the message
-//	                among those the sender routed (0: none)
+//	publish:        group, number, count, count x (node, incarnation, sequence
+//	                number), message: the number identifies the message among
+//	                those the sender routed (0: none); the nodes are those the
+//	                sender forwarded it to, each with the version of its routes
+//	                in the sender's tree
 //	retain:         stamp time (8 bytes, big endian, Unix nanoseconds), stamp node,
 //	                flags (1: cleared), topic, [message when not cleared]
 //	register:       request id, flags (1: keep the session), client id
@@ -66,23 +69,43 @@ func (s stamp) after(o stamp) bool {
 // maxListLen bounds the subscription identifiers of a relay item.
 const maxListLen = 1 << 16
 
-func encodePublish(m *mqtt.Message, group string, n uint64) ([]byte, error) {
-	b := appendString(make([]byte, 0, 64+len(m.Topic)+len(m.Payload)), group)
+// sentTo is a node a message was forwarded to, with the version of that node's
+// routes the forwarding node routed by.
+type sentTo struct {
+	node string
+	v    version
+}
+
+func encodePublish(m *mqtt.Message, group string, n uint64, sent []sentTo) ([]byte, error) {
+	b := appendString(make([]byte, 0, 64+16*len(sent)+len(m.Topic)+len(m.Payload)), group)
 	b = binary.AppendUvarint(b, n)
+	b = binary.AppendUvarint(b, uint64(len(sent)))
+	for _, s := range sent {
+		b = appendString(b, s.node)
+		b = binary.AppendUvarint(b, s.v.incarnation)
+		b = binary.AppendUvarint(b, s.v.seq)
+	}
 	return m.AppendBinary(b)
 }
 
-func decodePublish(b []byte) (m *mqtt.Message, group string, n uint64, err error) {
+func decodePublish(b []byte) (m *mqtt.Message, group string, n uint64, sent []sentTo, err error) {
 	r := reader{b: b}
 	group = r.string("group", maxFilterLen)
 	n = r.uvarint("number")
+	count := r.count("nodes", maxListLen)
+	for i := 0; i < count && r.err == nil; i++ {
+		s := sentTo{node: r.string("node", maxNameLen)}
+		s.v.incarnation = r.uvarint("incarnation")
+		s.v.seq = r.uvarint("sequence number")
+		sent = append(sent, s)
+	}
 	if r.err != nil {
-		return nil, "", 0, r.err
+		return nil, "", 0, nil, r.err
 	}
 	if m, err = mqtt.UnmarshalMessage(r.b); err != nil {
-		return nil, "", 0, fmt.Errorf("%w: publish: %w", errMalformed, err)
+		return nil, "", 0, nil, fmt.Errorf("%w: publish: %w", errMalformed, err)
 	}
-	return m, group, n, nil
+	return m, group, n, sent, nil
 }
 
 // relay is a message for a session that moved to the receiving node, as the

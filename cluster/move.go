@@ -53,13 +53,20 @@ type movedIn struct {
 	from  string // the node it came from
 	since time.Time
 	mu    sync.Mutex
-	ended time.Time                  // when the relay ended; guarded by mu
-	seen  map[broker.MsgRef]struct{} // guarded by mu
+	ended time.Time           // when the relay ended; guarded by mu
+	seen  map[msgKey]struct{} // guarded by mu
 
 	// Relayed messages that came before the session was installed wait for it.
 	park    sync.Mutex
 	pending bool          // not installed yet; guarded by park
 	parked  []parkedRelay // guarded by park
+}
+
+// msgKey is the identity of a message: the node it was published on and its
+// number there (broker.MsgRef without Sent).
+type msgKey struct {
+	node string
+	n    uint64
 }
 
 // parkedRelay is a relayed message waiting for its session to be installed,
@@ -74,16 +81,22 @@ type parkedRelay struct {
 // this node before the relay ended may still be on its way.
 const relayGrace = 5 * time.Second
 
-// Forward implements broker.Cluster: m goes once to each of nodes.
-func (c *Cluster) Forward(m *mqtt.Message, n uint64, nodes []string) (stored bool) {
+// Forward implements broker.Cluster: m goes once to each of nodes, with the
+// versions of their routes it was forwarded by (sent, for the relays).
+func (c *Cluster) Forward(m *mqtt.Message, n uint64, nodes []string) (stored bool, sent any) {
 	if len(m.Topic) >= 4 && m.Topic[:4] == "$SYS" { // every node has its own
-		return false
+		return false, nil
 	}
-	body, err := encodePublish(m, "", n)
+	applied := *c.applied.Load()
+	to := make([]sentTo, len(nodes))
+	for i, node := range nodes {
+		to[i] = sentTo{node: node, v: applied[node]}
+	}
+	body, err := encodePublish(m, "", n, to)
 	if err != nil {
 		c.forwardDrops.Add(int64(len(nodes)))
 		c.log.Warn("cluster: message not forwarded", "topic", m.Topic, "err", err)
-		return false
+		return false, nil
 	}
 	for _, node := range nodes {
 		queued, st := c.send(node, Item{Kind: itemPublish, Body: body, Durable: m.QoS > mqtt.AtMostOnce})
@@ -94,7 +107,7 @@ func (c *Cluster) Forward(m *mqtt.Message, n uint64, nodes []string) (stored boo
 		c.forwarded.Add(1)
 		stored = stored || st
 	}
-	return stored
+	return stored, to
 }
 
 // send queues a message for node. A QoS 1 or 2 message (Durable) waits for room
@@ -119,6 +132,9 @@ func (c *Cluster) Relay(client string, m *mqtt.Message, qos mqtt.QoS, retain boo
 	}
 	<-st.ready
 	to := st.to
+	if c.reachesAnyway(st, ref) {
+		return false
+	}
 	if ref.Node == "" {
 		ref.Node = c.node.Name()
 	}
@@ -152,6 +168,30 @@ func (c *Cluster) Relaying(client string) bool {
 	return c.relays[client] != nil
 }
 
+// reachesAnyway reports whether message ref reaches the session on the node
+// it moved to without the relay: the node it comes from forwarded it there by
+// routes that hold the moved session's subscriptions, so after the session was
+// installed there. The relay of such a message is skipped; the new node would
+// otherwise have to tell the two copies apart, which it cannot after a restart.
+func (c *Cluster) reachesAnyway(st *relayState, ref broker.MsgRef) bool {
+	sent, _ := ref.Sent.([]sentTo)
+	if len(sent) == 0 {
+		return false
+	}
+	c.relayMu.Lock()
+	moved, v := st.moved, st.v
+	c.relayMu.Unlock()
+	if !moved {
+		return false
+	}
+	for _, s := range sent {
+		if s.node == st.to {
+			return s.v.covers(v)
+		}
+	}
+	return false
+}
+
 // MovedIn implements broker.Cluster.
 func (c *Cluster) MovedIn(client string) bool {
 	if c.movedInN.Load() == 0 {
@@ -176,17 +216,18 @@ func (c *Cluster) FirstDelivery(client string, ref broker.MsgRef) bool {
 	mi := v.(*movedIn)
 	mi.mu.Lock()
 	defer mi.mu.Unlock()
-	if _, dup := mi.seen[ref]; dup {
+	key := msgKey{node: ref.Node, n: ref.N}
+	if _, dup := mi.seen[key]; dup {
 		return false
 	}
-	mi.seen[ref] = struct{}{}
+	mi.seen[key] = struct{}{}
 	return true
 }
 
 // movingIn records that the session of client comes from node from: messages
 // relayed for it wait until it is installed (Imported).
 func (c *Cluster) movingIn(client, from string) {
-	mi := &movedIn{from: from, since: time.Now(), seen: make(map[broker.MsgRef]struct{}), pending: true}
+	mi := &movedIn{from: from, since: time.Now(), seen: make(map[msgKey]struct{}), pending: true}
 	if old, loaded := c.movedIn.Swap(client, mi); loaded {
 		c.dropParked(old.(*movedIn))
 	} else {

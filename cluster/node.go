@@ -48,10 +48,11 @@ type Options struct {
 	// warnings; nil means slog.Default().
 	Logger *slog.Logger
 	// OnRoute, when not nil, hears of every change of the routing table: the
-	// named other node gained (added) or lost a topic filter. It is called with
-	// the node's lock held, in the order of the changes, and must not block or
-	// call the Node.
-	OnRoute func(node, filter string, added bool)
+	// named other node gained (added) or lost a topic filter, its routes now at
+	// incarnation inc and sequence number seq. It is called with the node's
+	// lock held, in the order of the changes, and must not block or call the
+	// Node.
+	OnRoute func(node, filter string, added bool, inc, seq uint64)
 	// OnUpdate, when not nil, is given every change of this node's own filters
 	// as gossip carries it, under the same rules as OnRoute, so that it can go
 	// to the peers by a faster way too (ApplyUpdate takes it there). b is not
@@ -139,7 +140,7 @@ type Node struct {
 	ml    atomic.Pointer[memberlist.Memberlist]
 	queue *memberlist.TransmitLimitedQueue
 
-	onRoute   func(node, filter string, added bool)
+	onRoute   func(node, filter string, added bool, inc, seq uint64)
 	onUpdate  func(b []byte)
 	onMembers func()
 

@@ -229,7 +229,7 @@ func (n *Node) addRouteLocked(name string, r *remote, filter string) {
 	}
 	r.filters[filter] = struct{}{}
 	if n.onRoute != nil {
-		n.onRoute(name, filter, true)
+		n.onRoute(name, filter, true, r.incarnation, r.seq)
 	}
 }
 
@@ -237,7 +237,7 @@ func (n *Node) addRouteLocked(name string, r *remote, filter string) {
 func (n *Node) removeRouteLocked(name string, r *remote, filter string) {
 	delete(r.filters, filter)
 	if n.onRoute != nil {
-		n.onRoute(name, filter, false)
+		n.onRoute(name, filter, false, r.incarnation, r.seq)
 	}
 }
 
