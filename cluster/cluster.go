@@ -215,15 +215,7 @@ func (c *Cluster) rejoinLoop(seeds []string) {
 		since time.Time
 	}
 	lost := make(map[string]lostMember)
-	t := time.NewTicker(c.cfg.RejoinInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-t.C:
-		}
-		now := time.Now()
+	c.every(c.cfg.RejoinInterval, func(now time.Time) {
 		alive := 0
 		for _, m := range c.node.Members() {
 			if m.Name == c.node.Name() {
@@ -253,12 +245,26 @@ func (c *Cluster) rejoinLoop(seeds []string) {
 			addrs = append(addrs, seeds...)
 		}
 		if len(addrs) == 0 {
-			continue
+			return
 		}
 		if err := c.node.Join(addrs); err == nil {
 			c.log.Debug("cluster: rejoined members taken for dead", "addresses", addrs)
 		} else {
 			c.log.Debug("cluster: rejoin failed", "addresses", addrs, "err", err)
+		}
+	})
+}
+
+// every calls fn every d until the cluster stops, with the tick's time.
+func (c *Cluster) every(d time.Duration, fn func(now time.Time)) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case now := <-t.C:
+			fn(now)
 		}
 	}
 }

@@ -454,16 +454,8 @@ func (c *Cluster) forgetMovedIn(client string) {
 // moves that wait too long.
 func (c *Cluster) tickLoop() {
 	defer c.wg.Done()
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-t.C:
-		}
+	c.every(100*time.Millisecond, func(now time.Time) {
 		c.refreshNetsplit()
-		now := time.Now()
 		var expired, done []string
 		c.relayMu.Lock()
 		fences := c.fences
@@ -511,7 +503,7 @@ func (c *Cluster) tickLoop() {
 			}
 			return true
 		})
-	}
+	})
 }
 
 // aliveMembers returns the names of the members that are alive, this node

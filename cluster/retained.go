@@ -183,23 +183,16 @@ func (c *Cluster) syncRetained(peer string) {
 // sweepLoop forgets tombstones older than TombstoneTTL.
 func (c *Cluster) sweepLoop() {
 	defer c.wg.Done()
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case now := <-t.C:
-			c.retMu.Lock()
-			for topic, e := range c.stamps {
-				if e.cleared && now.Sub(e.at) > c.cfg.TombstoneTTL {
-					delete(c.stamps, topic)
-					if c.store != nil {
-						c.store.Delete(prefixStamp + topic)
-					}
+	c.every(time.Minute, func(now time.Time) {
+		c.retMu.Lock()
+		defer c.retMu.Unlock()
+		for topic, e := range c.stamps {
+			if e.cleared && now.Sub(e.at) > c.cfg.TombstoneTTL {
+				delete(c.stamps, topic)
+				if c.store != nil {
+					c.store.Delete(prefixStamp + topic)
 				}
 			}
-			c.retMu.Unlock()
 		}
-	}
+	})
 }
