@@ -200,8 +200,12 @@ func (c *Cluster) handle(from string, it Item, done func()) {
 		default:
 			c.fenced(from, name, v)
 		}
-	case itemRoute:
-		err := c.node.ApplyUpdate(it.Body)
+	case itemRoute, itemRouteState:
+		apply := c.node.ApplyUpdate
+		if it.Kind == itemRouteState {
+			apply = c.node.ApplyState
+		}
+		err := apply(it.Body)
 		done()
 		if err != nil {
 			c.log.Warn("cluster: dropped a route change", "peer", from, "err", err)

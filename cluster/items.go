@@ -36,6 +36,7 @@ import (
 //	fenced:         node, incarnation, sequence number
 //	relayEnded:     client id: the sender no longer relays to the session
 //	route:          a change of the sender's filters, as gossip carries it
+//	routeState:     the sender's filters, as push/pull carries them
 const (
 	itemPublish       byte = 1
 	itemRetain        byte = 2
@@ -48,6 +49,7 @@ const (
 	itemFenced        byte = 9
 	itemRelayEnded    byte = 10
 	itemRoute         byte = 11
+	itemRouteState    byte = 12
 )
 
 const (

@@ -121,9 +121,11 @@ func (c *Cluster) applyRetain(rc retainChange) bool {
 }
 
 // linkUp starts the anti-entropy exchange with a peer whose link came up: this
-// node's retained messages and tombstones go to it.
+// node's filters, retained messages and tombstones go to it.
 func (c *Cluster) linkUp(peer string) {
 	c.refreshNetsplit()
+	// The peer gets this node's filters at once, not at the next push/pull.
+	c.links.Send(peer, Item{Kind: itemRouteState, Body: c.node.OwnState()})
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()

@@ -340,6 +340,22 @@ func (d *delegate) LocalState(join bool) []byte {
 // membership first, so the nodes it names are known.
 func (d *delegate) MergeRemoteState(b []byte, join bool) {
 	n := (*Node)(d)
+	if err := n.ApplyState(b); err != nil {
+		n.logger.Warn("cluster: dropped a push/pull state", "error", err)
+	}
+}
+
+// OwnState returns this node's filters as a full state, as push/pull carries
+// it, for ApplyState on a peer.
+func (n *Node) OwnState() []byte {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return encodeState(n.stateLocked()[:1])
+}
+
+// ApplyState takes full states of nodes' filters, as push/pull or OwnState
+// makes them; those older than what this node holds are skipped.
+func (n *Node) ApplyState(b []byte) error {
 	kind, rest, err := decodeHeader(b)
 	if err == nil && kind != kindState {
 		err = fmt.Errorf("%w: kind %d in a push/pull state", errMalformed, kind)
@@ -356,17 +372,17 @@ func (d *delegate) MergeRemoteState(b []byte, join bool) {
 		}
 	}
 	if err != nil {
-		n.logger.Warn("cluster: dropped a push/pull state", "error", err)
-		return
+		return err
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
-		return
+		return nil
 	}
 	for _, s := range states {
 		n.applyStateLocked(s)
 	}
+	return nil
 }
 
 // events is Node as memberlist's EventDelegate. memberlist calls it while

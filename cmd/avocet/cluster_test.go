@@ -285,10 +285,12 @@ func receiveN(t *testing.T, c *device, n int, prefix string) {
 
 // TestClusterOfProcesses runs three avocet processes on 127.0.0.1-3 as one
 // cluster: a subscriber on the first receives, once and in order, what a
-// publisher on the third sends at every QoS; its persistent session moves to the
-// second node with the messages queued while it was offline; and after that
-// node is killed with SIGKILL and started again, the QoS 1 and 2 messages
-// published meanwhile on the third arrive, none lost and none twice.
+// publisher on the third sends at every QoS; a shared subscription with members
+// on the first and second gets each message once; the subscriber's persistent
+// session moves to the second node with the messages queued while it was
+// offline; and after that node is killed with SIGKILL and started again, the
+// QoS 1 and 2 messages published meanwhile on the third arrive, none lost and
+// none twice, and so does the retained message set meanwhile.
 func TestClusterOfProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three broker processes")
@@ -318,6 +320,39 @@ func TestClusterOfProcesses(t *testing.T) {
 		receiveN(t, sub, 100, prefix)
 	}
 
+	// A shared subscription with a member on A and one on B: each message from
+	// C goes to one of them, and both get some. B may have learned of C after
+	// A did: C routes to B first.
+	probe, _ := dialRetry(t, b.mqtt, "probe-b", true)
+	probe.send(&mqtt.Subscribe{PacketID: 1, Subscriptions: []mqtt.Subscription{{Filter: "b/probe", QoS: 0}}})
+	probe.readType(mqtt.SUBACK)
+	waitRoute(t, pub, &device{mqttClient: probe}, "b/probe")
+	var members []*mqttClient
+	for i, n := range []*clusterProc{a, b} {
+		m, _ := dialRetry(t, n.mqtt, "member"+strconv.Itoa(i), true)
+		m.send(&mqtt.Subscribe{PacketID: 1, Subscriptions: []mqtt.Subscription{{Filter: "$share/g/s/#", QoS: 1}}})
+		m.readType(mqtt.SUBACK)
+		members = append(members, m)
+	}
+	for i := range 20 {
+		pub.publish("s/x", 1, next(), "sh-"+strconv.Itoa(i))
+	}
+	got := map[string]int{}
+	for i, m := range members {
+		payloads := drainPayloads(m, time.Second)
+		if len(payloads) == 0 {
+			t.Errorf("shared subscription member on node %d got nothing", i+1)
+		}
+		for _, p := range payloads {
+			got[p]++
+		}
+	}
+	for i := range 20 {
+		if n := got["sh-"+strconv.Itoa(i)]; n != 1 {
+			t.Fatalf("shared message sh-%d delivered %d times", i, n)
+		}
+	}
+
 	// The session moves from A to B with what was queued while it was offline.
 	// The device leaves without reading the PUBRELs that follow its last PUBRECs:
 	// the connection may end with a reset that loses those PUBRECs, and B then
@@ -340,6 +375,7 @@ func TestClusterOfProcesses(t *testing.T) {
 	for i := range 40 {
 		pub.publish("t/x", mqtt.QoS(1+i%2), next(), "down-"+strconv.Itoa(i))
 	}
+	pub.publishRetained("r/x", next(), "set while B was down")
 	b.start(t)
 	if ack := sub.connect(t, b.mqtt); !ack.SessionPresent {
 		t.Fatal("session not present on node B after its restart")
@@ -360,4 +396,29 @@ func TestClusterOfProcesses(t *testing.T) {
 		}
 	}
 	t.Logf("sent again after a lost acknowledgement and delivered once: QoS 1 %d, QoS 2 %d", sub.resent[1], sub.resent[2])
+
+	// B, back, has the retained message set while it was down.
+	want := map[string]string{"r/x": "set while B was down"}
+	if err := waitRetained(b.mqtt, "ret-b", want, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// drainPayloads reads the messages c gets until nothing came for d, with their
+// QoS 1 acknowledgements, and returns their payloads.
+func drainPayloads(c *mqttClient, d time.Duration) []string {
+	var out []string
+	for {
+		_ = c.nc.SetReadDeadline(time.Now().Add(d))
+		p, err := c.r.ReadPacket()
+		if err != nil {
+			return out
+		}
+		if pub, ok := p.(*mqtt.Publish); ok {
+			if pub.QoS == mqtt.AtLeastOnce {
+				c.send(&mqtt.Puback{PacketID: pub.PacketID})
+			}
+			out = append(out, string(pub.Payload))
+		}
+	}
 }
