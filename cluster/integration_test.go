@@ -97,6 +97,18 @@ func startClusterNode(t *testing.T, name string, seeds []string, mod func(*Confi
 	return tn
 }
 
+// withStore gives every node of a test cluster a store of its own.
+func withStore(t *testing.T) func(int, *Config) {
+	return func(_ int, cfg *Config) {
+		db, err := store.Open(store.Options{Dir: t.TempDir(), Fsync: store.Never})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		cfg.Store = db
+	}
+}
+
 // waitMesh waits until every node sees the others alive with a link up.
 func waitMesh(t *testing.T, nodes []*testNode) {
 	t.Helper()
@@ -305,14 +317,7 @@ func TestClusterSharedSubscription(t *testing.T) {
 // on another takes its session over: the first connection is closed, and the
 // subscriptions and the messages queued while it was offline move with it.
 func TestClusterTakeoverMovesSession(t *testing.T) {
-	nodes := startCluster(t, 3, func(i int, cfg *Config) {
-		db, err := store.Open(store.Options{Dir: t.TempDir(), Fsync: store.Never})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		cfg.Store = db
-	})
+	nodes := startCluster(t, 3, withStore(t))
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	persistent := func(cp *pahov5.Connect) {
 		cp.CleanStart = false
@@ -374,14 +379,7 @@ func TestClusterTakeoverMovesSession(t *testing.T) {
 // reaches the session once: none lost, none twice. The relay then ends and A
 // stops routing the session's filters.
 func TestClusterSessionMovesUnderLoad(t *testing.T) {
-	nodes := startCluster(t, 3, func(i int, cfg *Config) {
-		db, err := store.Open(store.Options{Dir: t.TempDir(), Fsync: store.Never})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		cfg.Store = db
-	})
+	nodes := startCluster(t, 3, withStore(t))
 	a, b := nodes[0], nodes[1]
 	persistent := func(cp *pahov5.Connect) {
 		cp.CleanStart = false
