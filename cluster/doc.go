@@ -11,7 +11,10 @@
 // The routing table: every node owns the set of topic filters that have at least
 // one local subscriber (the broker calls AddFilter and RemoveFilter; shared
 // subscriptions keep their $share/{ShareName}/{filter} form). Each change is
-// numbered per origin and incarnation and broadcast through memberlist's gossip;
+// numbered per origin and incarnation and broadcast through memberlist's gossip,
+// and sent over the links too, which are faster (a Cluster also sends its whole
+// set when a link comes up, and holds a SUBACK until the reachable nodes
+// confirm they route by it);
 // peers apply a node's changes in order, keep early ones until the gap closes,
 // and otherwise wait for the full table that push/pull exchanges, which also
 // brings a joining or healing node up to date. A node that leaves loses its
