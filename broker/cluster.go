@@ -256,28 +256,30 @@ func (b *Broker) ExportSession(id string, keep, relay bool) (records []session.R
 }
 
 // ImportSession installs, offline, a session that another node exported with
-// ExportSession, replacing any session of the same client here. The client's
-// connection attaches to it next. It returns once a persistent session is in
-// the store: the other node no longer has it.
-func (b *Broker) ImportSession(records []session.Record) error {
-	if err := b.importSession(records); err != nil {
-		return err
+// ExportSession, replacing any session of the same client here, and returns
+// its client identifier. The client's connection attaches to it next. It
+// returns once a persistent session is in the store: the other node no longer
+// has it.
+func (b *Broker) ImportSession(records []session.Record) (string, error) {
+	id, err := b.importSession(records)
+	if err != nil {
+		return "", err
 	}
 	if st := b.opts.SessionStore; st != nil {
 		done := make(chan error, 1)
 		st.Barrier(func(err error) { done <- err })
 		if err := <-done; err != nil {
-			return fmt.Errorf("broker: import session: store: %w", err)
+			return "", fmt.Errorf("broker: import session: store: %w", err)
 		}
 	}
-	return nil
+	return id, nil
 }
 
-func (b *Broker) importSession(records []session.Record) error {
+func (b *Broker) importSession(records []session.Record) (string, error) {
 	now := time.Now()
 	l, err := session.Restore(records, b.opts.SessionStore, b.sessionLimits(), now)
 	if err != nil {
-		return fmt.Errorf("broker: import session: %w", err)
+		return "", fmt.Errorf("broker: import session: %w", err)
 	}
 	id := l.Session.ID()
 	b.mu.Lock()
@@ -286,17 +288,17 @@ func (b *Broker) importSession(records []session.Record) error {
 		if old.conn.Load() != nil {
 			l.Session.Purge()
 			l.Session.Free()
-			return fmt.Errorf("broker: import session %q: the client is connected here", id)
+			return "", fmt.Errorf("broker: import session %q: the client is connected here", id)
 		}
 		old.will = nil
 		b.endSessionLocked(old, false)
 	}
 	if _, err := b.installLocked(l, now); err != nil {
-		return fmt.Errorf("broker: import session: %w", err)
+		return "", fmt.Errorf("broker: import session: %w", err)
 	}
 	b.log.Info("session moved from another node", "client_id", id,
 		"subscriptions", len(l.Subscriptions), "messages", l.Session.Queued()+l.Session.InflightCount())
-	return nil
+	return id, nil
 }
 
 // installLocked makes a session read from a store or restored from another node

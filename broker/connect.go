@@ -174,7 +174,7 @@ func (c *conn) connect(r *mqtt.Reader) bool {
 	if cl := b.clusterOf(); cl != nil {
 		records, err := cl.Register(id, cp.CleanStart)
 		if err == nil && records != nil {
-			if err = b.ImportSession(records); err == nil {
+			if _, err = b.ImportSession(records); err == nil {
 				cl.Imported(id)
 			}
 		}

@@ -315,8 +315,15 @@ func (c *Cluster) Join(seeds []string) error { return c.node.Join(seeds) }
 func (c *Cluster) Close(leave bool, timeout time.Duration) error {
 	var err error
 	if leave {
+		deadline := time.Now().Add(timeout)
 		c.handover(timeout)
-		err = c.node.Leave(timeout)
+		// The peers learn that this node leaves rather than fails before it
+		// goes: memberlist does not tell them.
+		c.links.SendAll(Item{Kind: itemLeaving})
+		for time.Now().Before(deadline) && c.unacked() > 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+		err = c.node.Leave(max(time.Until(deadline), time.Second))
 	} else {
 		err = c.node.Close()
 	}

@@ -210,6 +210,9 @@ func (c *Cluster) handle(from string, it Item, done func()) {
 		if err != nil {
 			c.log.Warn("cluster: dropped a route change", "peer", from, "err", err)
 		}
+	case itemLeaving:
+		done()
+		c.node.MarkLeaving(from)
 	case itemRelayEnded:
 		r := reader{b: it.Body}
 		client := r.string("client id", maxClientIDLen)
@@ -263,8 +266,9 @@ func (c *Cluster) handle(from string, it Item, done func()) {
 		}
 	case itemHandover:
 		recs, err := decodeHandover(it.Body)
+		var client string
 		if err == nil {
-			err = c.b.ImportSession(recs)
+			client, err = c.b.ImportSession(recs)
 		}
 		if err != nil {
 			c.log.Warn("cluster: session handed over not taken", "peer", from, "err", err)
@@ -272,6 +276,10 @@ func (c *Cluster) handle(from string, it Item, done func()) {
 			return
 		}
 		c.sessionsMoved.Add(1)
+		// The leaving node relays the session's messages until every node
+		// routes them here, as for a session that moves on CONNECT.
+		c.movingIn(client, from)
+		c.Imported(client)
 		c.whenDurable(true, done)
 	default:
 		c.log.Warn("cluster: dropped an item of unknown kind", "peer", from, "kind", it.Kind)

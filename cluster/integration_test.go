@@ -19,10 +19,11 @@ import (
 
 // testNode is one broker of an in-process cluster, serving MQTT on loopback.
 type testNode struct {
-	b    *broker.Broker
-	c    *Cluster
-	addr string // MQTT
-	stop func()
+	b     *broker.Broker
+	c     *Cluster
+	addr  string // MQTT
+	stop  func()
+	close func(leave bool) // stop, leaving the cluster first with leave
 }
 
 // startCluster starts n brokers, each a node of one cluster, and waits until
@@ -80,13 +81,14 @@ func startClusterNode(t *testing.T, name string, seeds []string, mod func(*Confi
 	go func() { _ = b.Serve(ln, "tcp") }()
 	stopped := false
 	tn := &testNode{b: b, c: c, addr: ln.Addr().String()}
-	tn.stop = func() {
+	tn.stop = func() { tn.close(false) }
+	tn.close = func(leave bool) {
 		if stopped {
 			return
 		}
 		stopped = true
 		_ = ln.Close()
-		if err := c.Close(false, time.Second); err != nil {
+		if err := c.Close(leave, 10*time.Second); err != nil {
 			t.Logf("cluster close %s: %v", name, err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -501,4 +503,81 @@ func TestClusterSubackMeansRouted(t *testing.T) {
 		}
 	}
 	t.Logf("slowest SUBACK: %v", slowest)
+}
+
+// TestClusterLeaveHandsOverWithoutLoss: a node that leaves hands its offline
+// sessions to the other nodes and relays their messages until every node routes
+// them there, so that a persistent subscriber loses nothing published on the
+// other nodes while its node left, and gets nothing twice.
+func TestClusterLeaveHandsOverWithoutLoss(t *testing.T) {
+	nodes := startCluster(t, 3, withStore(t))
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	persistent := func(cp *pahov5.Connect) {
+		cp.CleanStart = false
+		exp := uint32(3600)
+		cp.Properties = &pahov5.ConnectProperties{SessionExpiryInterval: &exp, ReceiveMaximum: ptr(uint16(1000))}
+	}
+	dev := connect(t, a.addr, "dev", persistent)
+	dev.sub(t, "leave/#", 2)
+	if err := dev.Disconnect(&pahov5.Disconnect{}); err != nil {
+		t.Fatal(err)
+	}
+	const perPublisher = 300
+	done := make(chan error, 2)
+	for i, n := range []*testNode{b, c} {
+		pub := connect(t, n.addr, "pub"+strconv.Itoa(i), nil)
+		go func() {
+			for j := range perPublisher {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := pub.Publish(ctx, &pahov5.Publish{Topic: "leave/" + strconv.Itoa(i), QoS: 2,
+					Payload: []byte(strconv.Itoa(i) + "-" + strconv.Itoa(j))})
+				cancel()
+				if err != nil {
+					done <- fmt.Errorf("publisher %d, message %d: %w", i, j, err)
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+			done <- nil
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	a.close(true)
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// B refuses connections until it has heard that A left rather than failed.
+	var dev2 *client
+	var ack *pahov5.Connack
+	checkFor(t, 10*time.Second, func() error {
+		var err error
+		dev2, ack, err = dial(t, b.addr, "dev", persistent)
+		return err
+	})
+	if !ack.SessionPresent {
+		t.Fatal("session not present after its node left")
+	}
+	seen := map[string]bool{}
+	for len(seen) < 2*perPublisher {
+		select {
+		case m := <-dev2.msgs:
+			if seen[string(m.Payload)] {
+				t.Fatalf("message %q delivered twice", m.Payload)
+			}
+			seen[string(m.Payload)] = true
+		case <-time.After(10 * time.Second):
+			var missing []string
+			for i := range 2 {
+				for j := range perPublisher {
+					if p := strconv.Itoa(i) + "-" + strconv.Itoa(j); !seen[p] {
+						missing = append(missing, p)
+					}
+				}
+			}
+			t.Fatalf("%d messages lost: %v", len(missing), missing)
+		}
+	}
+	dev2.none(t, 300*time.Millisecond)
 }

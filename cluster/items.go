@@ -37,6 +37,7 @@ import (
 //	relayEnded:     client id: the sender no longer relays to the session
 //	route:          a change of the sender's filters, as gossip carries it
 //	routeState:     the sender's filters, as push/pull carries them
+//	leaving:        no body: the sender is about to leave the cluster
 const (
 	itemPublish       byte = 1
 	itemRetain        byte = 2
@@ -50,6 +51,7 @@ const (
 	itemRelayEnded    byte = 10
 	itemRoute         byte = 11
 	itemRouteState    byte = 12
+	itemLeaving       byte = 13
 )
 
 const (

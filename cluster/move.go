@@ -441,6 +441,22 @@ func (c *Cluster) relayEnded(client string) {
 	}
 }
 
+// abandonMoveIn forgets a session that a register reply announced but that was
+// not installed; one already installed (Imported) is kept.
+func (c *Cluster) abandonMoveIn(client string) {
+	v, ok := c.movedIn.Load(client)
+	if !ok {
+		return
+	}
+	mi := v.(*movedIn)
+	mi.park.Lock()
+	pending := mi.pending
+	mi.park.Unlock()
+	if pending {
+		c.forgetMovedIn(client)
+	}
+}
+
 // forgetMovedIn stops deduplicating the messages of a session that moved here.
 func (c *Cluster) forgetMovedIn(client string) {
 	if v, ok := c.movedIn.LoadAndDelete(client); ok {

@@ -109,6 +109,7 @@ type peer struct {
 	state      MemberState
 	gen        uint64      // bumped on every state change; a grace timer checks it
 	timer      *time.Timer // the dead-node grace timer, while one runs
+	leaving    bool        // it said it leaves (MarkLeaving): its departure is a leave
 }
 
 // remote is the replicated set of topic filters of another node. Guarded by

@@ -64,7 +64,7 @@ func (c *Cluster) Register(id string, cleanStart bool) (records []session.Record
 	}
 	defer func() {
 		if records == nil || err != nil {
-			c.forgetMovedIn(id)
+			c.abandonMoveIn(id)
 		}
 	}()
 	ch := make(chan registerReply, len(up))
@@ -134,7 +134,8 @@ func (c *Cluster) answerRegister(from string, rid uint64, keep bool, id string) 
 
 // handover sends every offline session of this node to the other nodes in
 // turn, before the node leaves: their clients find them when they reconnect
-// anywhere. It stops at timeout.
+// anywhere. The node relays their messages until the other nodes route them
+// to the sessions' new nodes. It stops at timeout.
 func (c *Cluster) handover(timeout time.Duration) {
 	up, _ := c.reachable()
 	if len(up) == 0 {
@@ -146,18 +147,24 @@ func (c *Cluster) handover(timeout time.Duration) {
 		if s.Online || time.Now().After(deadline) {
 			continue
 		}
-		records, _ := c.b.ExportSession(s.ClientID, true, false)
+		peer := up[i%len(up)]
+		records, _, ready := c.exportForMove(peer, s.ClientID, true)
 		if records == nil {
+			ready()
 			continue
 		}
-		peer := up[i%len(up)]
-		if queued, _ := c.links.Send(peer, Item{Kind: itemHandover, Body: encodeHandover(records), Durable: true}); !queued {
+		queued, _ := c.links.Send(peer, Item{Kind: itemHandover, Body: encodeHandover(records), Durable: true})
+		ready()
+		if !queued {
 			c.log.Error("cluster: session not handed over; it is lost", "client_id", s.ClientID, "peer", peer)
+			c.endRelay(s.ClientID, "")
 			continue
 		}
 		moved++
 	}
-	for time.Now().Before(deadline) && c.unacked() > 0 {
+	// The relays end once every node routes the sessions' messages to their
+	// new nodes; then what was relayed is acknowledged.
+	for time.Now().Before(deadline) && (c.unacked() > 0 || c.relayCount() > 0) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	c.log.Info("cluster: sessions handed over", "sessions", moved)

@@ -393,12 +393,20 @@ func (e *events) NotifyJoin(m *memberlist.Node) { (*Node)(e).setPeer(m, StateAli
 
 func (e *events) NotifyUpdate(m *memberlist.Node) { (*Node)(e).setPeer(m, StateAlive) }
 
+// NotifyLeave hears that a member is gone. memberlist's Node.State is not
+// updated on departure, so a leave is told from a failure by MarkLeaving.
 func (e *events) NotifyLeave(m *memberlist.Node) {
-	st := StateDead
-	if m.State == memberlist.StateLeft {
-		st = StateLeft
+	(*Node)(e).setPeer(m, StateDead)
+}
+
+// MarkLeaving records that the named member is about to leave: when it goes,
+// it has left rather than failed, and its routes go at once.
+func (n *Node) MarkLeaving(name string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if p := n.peers[name]; p != nil {
+		p.leaving = true
 	}
-	(*Node)(e).setPeer(m, st)
 }
 
 // setPeer records a member's state. A node that left loses its routes at once;
@@ -421,6 +429,12 @@ func (n *Node) setPeer(m *memberlist.Node, st MemberState) {
 	}
 	p.gossipAddr = m.Address()
 	p.linkAddr = link
+	switch {
+	case st == StateAlive:
+		p.leaving = false
+	case st == StateDead && p.leaving:
+		st = StateLeft
+	}
 	p.state = st
 	p.gen++
 	if p.timer != nil {
