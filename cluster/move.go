@@ -22,14 +22,18 @@ import (
 // to confirm it routes by that version (fence, fenced), and ends the relay once
 // all have. Meanwhile a message may reach B both directly and relayed: every
 // routed message is numbered by the node it was published on (broker.MsgRef),
-// and B gives the session each one once.
+// and B gives the session each one once. A message forwarded to B by B's routes
+// that already hold the session is not relayed at all (reachesAnyway), so that a
+// restart of B, which forgets the numbers, cannot bring one twice. A node that
+// leaves hands its sessions over the same way.
 
 // DefaultRelayTimeout bounds how long a node relays messages to a session that
 // moved away, when some node does not confirm that it routes to the session's
 // new node (it is unreachable, say).
 const DefaultRelayTimeout = 30 * time.Second
 
-// relayState is the relay of a session that moved from this node.
+// relayState is the relay of a session that moved from this node. Its fields
+// after ready are guarded by Cluster.relayMu.
 type relayState struct {
 	to      string // the node it moved to
 	since   time.Time
