@@ -1,12 +1,14 @@
 package cluster
 
 import (
+	"errors"
 	"maps"
 	"strings"
 	"time"
 
 	"github.com/avocet-mqtt/avocet/broker"
 	"github.com/avocet-mqtt/avocet/mqtt"
+	"github.com/avocet-mqtt/avocet/session"
 )
 
 // nodeReceiver is another node as a subscriber in the broker's tree: what is
@@ -266,19 +268,24 @@ func (c *Cluster) handle(from string, it Item, done func()) {
 		}
 	case itemHandover:
 		recs, err := decodeHandover(it.Body)
-		var client string
+		client, ok := session.ClientOf(recs)
+		if err == nil && !ok {
+			err = errors.New("no session record")
+		}
 		if err == nil {
-			client, err = c.b.ImportSession(recs)
+			// The leaving node relays the session's messages until every node
+			// routes them here, as for a session that moves on CONNECT; from
+			// the import on, the session takes each message once.
+			c.movingIn(client, from)
+			_, err = c.b.ImportSession(recs)
 		}
 		if err != nil {
+			c.abandonMoveIn(client)
 			c.log.Warn("cluster: session handed over not taken", "peer", from, "err", err)
 			done()
 			return
 		}
 		c.sessionsMoved.Add(1)
-		// The leaving node relays the session's messages until every node
-		// routes them here, as for a session that moves on CONNECT.
-		c.movingIn(client, from)
 		c.Imported(client)
 		c.whenDurable(true, done)
 	default:

@@ -90,6 +90,17 @@ func Restore(records []Record, store Store, limits Limits, now time.Time) (*Load
 	return loaded, nil
 }
 
+// ClientOf returns the client identifier of the session that records, as
+// Snapshot makes them, hold; false when they hold no session record.
+func ClientOf(records []Record) (string, bool) {
+	for _, r := range records {
+		if id, ok := strings.CutPrefix(r.Key, prefixMeta); ok {
+			return id, true
+		}
+	}
+	return "", false
+}
+
 // recordStore is a read-only Store over records in memory, for Restore.
 type recordStore map[string][]byte
 
