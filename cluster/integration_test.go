@@ -398,24 +398,7 @@ func TestClusterSessionMovesUnderLoad(t *testing.T) {
 	}
 
 	const perPublisher = 300
-	done := make(chan error, len(nodes))
-	for i, n := range nodes {
-		pub := connect(t, n.addr, "pub"+strconv.Itoa(i), nil)
-		go func() {
-			for j := range perPublisher {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				_, err := pub.Publish(ctx, &pahov5.Publish{Topic: "load/" + strconv.Itoa(i), QoS: 2,
-					Payload: []byte(strconv.Itoa(i) + "-" + strconv.Itoa(j))})
-				cancel()
-				if err != nil {
-					done <- fmt.Errorf("publisher %d, message %d: %w", i, j, err)
-					return
-				}
-				time.Sleep(time.Millisecond)
-			}
-			done <- nil
-		}()
-	}
+	done := publishLoad(t, nodes, "load/", perPublisher)
 	time.Sleep(100 * time.Millisecond)
 	dev2, ack, err := dial(t, b.addr, "dev", persistent)
 	if err != nil {
@@ -429,43 +412,9 @@ func TestClusterSessionMovesUnderLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	seen := map[string]bool{}
-	last := make([]int, len(nodes))
-	for i := range last {
-		last[i] = -1
-	}
-	reordered := 0
-	for len(seen) < len(nodes)*perPublisher {
-		var m *pahov5.Publish
-		select {
-		case m = <-dev2.msgs:
-		case <-time.After(10 * time.Second):
-			var missing []string
-			for i := range nodes {
-				for j := range perPublisher {
-					if p := strconv.Itoa(i) + "-" + strconv.Itoa(j); !seen[p] {
-						missing = append(missing, p)
-					}
-				}
-			}
-			t.Fatalf("%d messages lost: %v", len(missing), missing)
-		}
-		p := string(m.Payload)
-		if seen[p] {
-			t.Fatalf("message %q delivered twice", p)
-		}
-		seen[p] = true
-		var i, j int
-		if _, err := fmt.Sscanf(p, "%d-%d", &i, &j); err != nil {
-			t.Fatal(err)
-		}
-		if j < last[i] {
-			reordered++
-		}
-		last[i] = max(last[i], j)
-	}
+	reordered := receiveLoad(t, dev2, len(nodes), perPublisher)
 	dev2.none(t, 300*time.Millisecond)
-	t.Logf("messages from one publisher received before an earlier one: %d of %d", reordered, len(seen))
+	t.Logf("messages from one publisher received before an earlier one: %d of %d", reordered, len(nodes)*perPublisher)
 	checkFor(t, 10*time.Second, func() error {
 		a.c.relayMu.Lock()
 		n := len(a.c.relays)
@@ -523,24 +472,7 @@ func TestClusterLeaveHandsOverWithoutLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	const perPublisher = 300
-	done := make(chan error, 2)
-	for i, n := range []*testNode{b, c} {
-		pub := connect(t, n.addr, "pub"+strconv.Itoa(i), nil)
-		go func() {
-			for j := range perPublisher {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				_, err := pub.Publish(ctx, &pahov5.Publish{Topic: "leave/" + strconv.Itoa(i), QoS: 2,
-					Payload: []byte(strconv.Itoa(i) + "-" + strconv.Itoa(j))})
-				cancel()
-				if err != nil {
-					done <- fmt.Errorf("publisher %d, message %d: %w", i, j, err)
-					return
-				}
-				time.Sleep(time.Millisecond)
-			}
-			done <- nil
-		}()
-	}
+	done := publishLoad(t, []*testNode{b, c}, "leave/", perPublisher)
 	time.Sleep(100 * time.Millisecond)
 	a.close(true)
 	for range 2 {
@@ -559,18 +491,54 @@ func TestClusterLeaveHandsOverWithoutLoss(t *testing.T) {
 	if !ack.SessionPresent {
 		t.Fatal("session not present after its node left")
 	}
-	seen := map[string]bool{}
-	for len(seen) < 2*perPublisher {
-		select {
-		case m := <-dev2.msgs:
-			if seen[string(m.Payload)] {
-				t.Fatalf("message %q delivered twice", m.Payload)
+	receiveLoad(t, dev2, 2, perPublisher)
+	dev2.none(t, 300*time.Millisecond)
+}
+
+// publishLoad starts one QoS 2 publisher on each of nodes, publisher i sending
+// "i-0", "i-1"... to topic prefix+i, n messages without pause; each reports on
+// the channel when it is done.
+func publishLoad(t *testing.T, nodes []*testNode, prefix string, n int) <-chan error {
+	t.Helper()
+	done := make(chan error, len(nodes))
+	for i, node := range nodes {
+		pub := connect(t, node.addr, "pub"+strconv.Itoa(i), nil)
+		go func() {
+			for j := range n {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := pub.Publish(ctx, &pahov5.Publish{Topic: prefix + strconv.Itoa(i), QoS: 2,
+					Payload: []byte(strconv.Itoa(i) + "-" + strconv.Itoa(j))})
+				cancel()
+				if err != nil {
+					done <- fmt.Errorf("publisher %d, message %d: %w", i, j, err)
+					return
+				}
+				time.Sleep(time.Millisecond)
 			}
-			seen[string(m.Payload)] = true
+			done <- nil
+		}()
+	}
+	return done
+}
+
+// receiveLoad reads what publishLoad's publishers sent until c has every
+// message, failing on one that comes twice or on any missing for 10 s, and
+// returns how many came before an earlier one from the same publisher.
+func receiveLoad(t *testing.T, c *client, publishers, n int) (reordered int) {
+	t.Helper()
+	seen := map[string]bool{}
+	last := make([]int, publishers)
+	for i := range last {
+		last[i] = -1
+	}
+	for len(seen) < publishers*n {
+		var m *pahov5.Publish
+		select {
+		case m = <-c.msgs:
 		case <-time.After(10 * time.Second):
 			var missing []string
-			for i := range 2 {
-				for j := range perPublisher {
+			for i := range publishers {
+				for j := range n {
 					if p := strconv.Itoa(i) + "-" + strconv.Itoa(j); !seen[p] {
 						missing = append(missing, p)
 					}
@@ -578,6 +546,19 @@ func TestClusterLeaveHandsOverWithoutLoss(t *testing.T) {
 			}
 			t.Fatalf("%d messages lost: %v", len(missing), missing)
 		}
+		p := string(m.Payload)
+		if seen[p] {
+			t.Fatalf("message %q delivered twice", p)
+		}
+		seen[p] = true
+		var i, j int
+		if _, err := fmt.Sscanf(p, "%d-%d", &i, &j); err != nil {
+			t.Fatal(err)
+		}
+		if j < last[i] {
+			reordered++
+		}
+		last[i] = max(last[i], j)
 	}
-	dev2.none(t, 300*time.Millisecond)
+	return reordered
 }
