@@ -24,11 +24,12 @@ build:
 run:
 	$(GO) run ./cmd/avocet
 
-## test: go vet, every test with the race detector (tests needing outside programs skip), then the allocation tests without it
+## test: go vet, every test with the race detector (tests needing outside programs skip), the allocation tests without it, and every benchmark once
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 $(PKGS)
 	$(GO) test -count=1 -run 'Allocate' $(PKGS)
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x $(PKGS) >/dev/null
 
 ## bench: run every benchmark with allocation counts
 bench:
