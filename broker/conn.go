@@ -634,6 +634,14 @@ func (c *conn) writeLoop() {
 		case <-c.closed:
 			return
 		}
+		// A select picks among ready cases at random: a connection that has
+		// ended takes no message from the session, which keeps it queued for
+		// the next connection rather than inflight on this one.
+		select {
+		case <-c.closed:
+			return
+		default:
+		}
 		w = writers.Get().(*bufio.Writer)
 		w.Reset(c.nc)
 	}
