@@ -29,7 +29,7 @@ test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 $(PKGS)
 	$(GO) test -count=1 -run 'Allocate' $(PKGS)
-	@echo "$(GO) test -count=1 -run '^$$$$' -bench . -benchtime 1x $(PKGS)  (output shown on failure)"
+	@echo '$(GO) test -count=1 -run "^$$" -bench . -benchtime 1x $(PKGS)  (output shown on failure)'
 	@out=$$(mktemp); $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x $(PKGS) >$$out 2>&1 \
 	  || { cat $$out; rm -f $$out; exit 1; }; rm -f $$out
 
