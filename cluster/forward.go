@@ -38,18 +38,28 @@ func (c *Cluster) forward(node string, m *mqtt.Message, group string) (stored bo
 	if strings.HasPrefix(m.Topic, "$SYS") { // every node has its own
 		return false
 	}
-	body, err := encodePublish(m, group, 0, nil)
+	return c.sendPublish(m, group, 0, nil, []string{node})
+}
+
+// sendPublish encodes m once, for shared subscription group (empty for none),
+// numbered n and with the nodes it goes to and their route versions (to), and
+// queues it for each of nodes. It reports whether a store was written.
+func (c *Cluster) sendPublish(m *mqtt.Message, group string, n uint64, to []sentTo, nodes []string) (stored bool) {
+	body, err := encodePublish(m, group, n, to)
 	if err != nil {
-		c.forwardDrops.Add(1)
-		c.log.Warn("cluster: message not forwarded", "peer", node, "topic", m.Topic, "err", err)
+		c.forwardDrops.Add(int64(len(nodes)))
+		c.log.Warn("cluster: message not forwarded", "peers", nodes, "topic", m.Topic, "err", err)
 		return false
 	}
-	queued, stored := c.links.Send(node, Item{Kind: itemPublish, Body: body, Durable: m.QoS > mqtt.AtMostOnce})
-	if !queued {
-		c.forwardDrops.Add(1)
-		return false
+	for _, node := range nodes {
+		queued, st := c.send(node, Item{Kind: itemPublish, Body: body, Durable: m.QoS > mqtt.AtMostOnce})
+		if !queued {
+			c.forwardDrops.Add(1)
+			continue
+		}
+		c.forwarded.Add(1)
+		stored = stored || st
 	}
-	c.forwarded.Add(1)
 	return stored
 }
 

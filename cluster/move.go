@@ -3,6 +3,7 @@ package cluster
 import (
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -88,7 +89,7 @@ const relayGrace = 5 * time.Second
 // Forward implements broker.Cluster: m goes once to each of nodes, with the
 // versions of their routes it was forwarded by (sent, for the relays).
 func (c *Cluster) Forward(m *mqtt.Message, n uint64, nodes []string) (stored bool, sent any) {
-	if len(m.Topic) >= 4 && m.Topic[:4] == "$SYS" { // every node has its own
+	if strings.HasPrefix(m.Topic, "$SYS") { // every node has its own
 		return false, nil
 	}
 	applied := *c.applied.Load()
@@ -96,22 +97,7 @@ func (c *Cluster) Forward(m *mqtt.Message, n uint64, nodes []string) (stored boo
 	for i, node := range nodes {
 		to[i] = sentTo{node: node, v: applied[node]}
 	}
-	body, err := encodePublish(m, "", n, to)
-	if err != nil {
-		c.forwardDrops.Add(int64(len(nodes)))
-		c.log.Warn("cluster: message not forwarded", "topic", m.Topic, "err", err)
-		return false, nil
-	}
-	for _, node := range nodes {
-		queued, st := c.send(node, Item{Kind: itemPublish, Body: body, Durable: m.QoS > mqtt.AtMostOnce})
-		if !queued {
-			c.forwardDrops.Add(1)
-			continue
-		}
-		c.forwarded.Add(1)
-		stored = stored || st
-	}
-	return stored, to
+	return c.sendPublish(m, "", n, to, nodes), to
 }
 
 // send queues a message for node. A QoS 1 or 2 message (Durable) waits for room
