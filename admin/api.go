@@ -71,6 +71,8 @@ type MessageStats struct {
 	Sent     int64            `json:"sent"`
 	Dropped  map[string]int64 `json:"dropped"` // by reason: queue_full, offline, too_large, not_authorized
 	Expired  int64            `json:"expired"`
+	Paced    int64            `json:"paced"`       // times a publisher waited for a crowded subscriber queue
+	Stalls   int64            `json:"pace_stalls"` // of those, waits that timed out
 }
 
 // ByteStats count the bytes of every packet since start.
@@ -132,6 +134,8 @@ func (s *Server) currentStatus() Status {
 			Sent:     st.MessagesSent.Load(),
 			Dropped:  dropped(st),
 			Expired:  st.MessagesExpired.Load(),
+			Paced:    st.PublishersPaced.Load(),
+			Stalls:   st.PaceStalls.Load(),
 		},
 		Bytes:          ByteStats{Received: st.BytesReceived.Load(), Sent: st.BytesSent.Load()},
 		OutboundBytes:  s.b.OutboundBytes(),

@@ -65,6 +65,7 @@ type collector struct {
 	connections, connectionsTotal, refused, clients                           metric
 	packetsReceived, packetsSent, bytesReceived, bytesSent                    metric
 	messagesReceived, messagesSent, messagesDropped, messagesExpired          metric
+	publishersPaced, paceStalls                                               metric
 	protocolErrors                                                            metric
 	sessions, subscriptions, retainedMessages, retainedBytes                  metric
 	outboundBytes, queued, inflight                                           metric
@@ -101,6 +102,8 @@ func newCollector(s *Server) *collector {
 		messagesSent:     newMetric("avocet_messages_sent_total", "PUBLISH packets sent to clients.", counter),
 		messagesDropped:  newMetric("avocet_messages_dropped_total", "Messages not delivered, by reason.", counter, "reason"),
 		messagesExpired:  newMetric("avocet_messages_expired_total", "Messages whose expiry passed while queued.", counter),
+		publishersPaced:  newMetric("avocet_publishers_paced_total", "Times a publisher waited for a subscriber queue at least half full.", counter),
+		paceStalls:       newMetric("avocet_pace_stalls_total", "Waits for a crowded subscriber queue that timed out; the queue then drops by its policy.", counter),
 		protocolErrors:   newMetric("avocet_protocol_errors_total", "Connections closed for a malformed packet or a protocol error.", counter),
 
 		sessions:         newMetric("avocet_sessions", "Sessions, by state: online (connected) or offline.", gauge, "state"),
@@ -157,6 +160,7 @@ func (c *collector) metrics() []metric {
 		c.connections, c.connectionsTotal, c.refused, c.clients,
 		c.packetsReceived, c.packetsSent, c.bytesReceived, c.bytesSent,
 		c.messagesReceived, c.messagesSent, c.messagesDropped, c.messagesExpired, c.protocolErrors,
+		c.publishersPaced, c.paceStalls,
 		c.sessions, c.subscriptions, c.retainedMessages, c.retainedBytes,
 		c.outboundBytes, c.queued, c.inflight,
 		c.storeSize, c.storeBatches, c.storeLastBatch, c.storeFailures, c.storeWritten, c.storePending,
@@ -218,6 +222,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		i(c.messagesDropped, n, reason)
 	}
 	i(c.messagesExpired, st.MessagesExpired.Load())
+	i(c.publishersPaced, st.PublishersPaced.Load())
+	i(c.paceStalls, st.PaceStalls.Load())
 	i(c.protocolErrors, st.ProtocolErrors.Load())
 
 	sys := s.sysFigures()

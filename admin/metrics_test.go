@@ -82,6 +82,7 @@ var brokerFamilies = []string{
 	"avocet_packets_received_total", "avocet_packets_sent_total", "avocet_bytes_received_total", "avocet_bytes_sent_total",
 	"avocet_messages_received_total", "avocet_messages_sent_total", "avocet_messages_dropped_total",
 	"avocet_messages_expired_total", "avocet_protocol_errors_total",
+	"avocet_publishers_paced_total", "avocet_pace_stalls_total",
 	"avocet_sessions", "avocet_subscriptions", "avocet_retained_messages", "avocet_retained_bytes",
 	"avocet_outbound_bytes", "avocet_queued_messages", "avocet_inflight_messages",
 	"avocet_store_size_bytes", "avocet_store_batches_total", "avocet_store_last_batch_seconds",

@@ -40,6 +40,8 @@ type Stats struct {
 	BytesReceived      atomic.Int64
 	BytesSent          atomic.Int64
 	ProtocolErrors     atomic.Int64 // connections closed for a malformed packet or protocol error
+	PublishersPaced    atomic.Int64 // times a publisher waited for a crowded subscriber queue
+	PaceStalls         atomic.Int64 // of those, waits that timed out: the queue stalled
 
 	// Dropped messages by reason; MessagesDropped is their sum.
 	DroppedQueueFull     atomic.Int64 // a session queue or the outbound bytes cap was full
@@ -228,15 +230,8 @@ func (b *Broker) ServeConn(nc net.Conn, listener string) {
 	b.conns[c] = struct{}{}
 	b.mu.Unlock()
 	b.stats.ConnectionsCurrent.Add(1)
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		c.serve()
-		b.mu.Lock()
-		delete(b.conns, c)
-		b.mu.Unlock()
-		b.stats.ConnectionsCurrent.Add(-1)
-	}()
+	b.wg.Add(1) // done by the connection's finish
+	go c.serve()
 }
 
 // Close disconnects every client (5.0 clients with reason 0x8B, server shutting
@@ -293,13 +288,13 @@ func (b *Broker) Unsubscribe(id, filter string) bool { return b.tree.Unsubscribe
 // bridge, another node, the broker itself): it is stored if retained and sent to
 // every matching subscriber. It returns the number of subscribers it went to.
 func (b *Broker) Publish(m *mqtt.Message) int {
-	n, _ := b.publish(m)
+	n, _ := b.publish(m, nil)
 	return n
 }
 
 // publish stores m if retained and routes it. stored reports whether a store was
 // written, so that the publisher's acknowledgement waits for a Barrier.
-func (b *Broker) publish(m *mqtt.Message) (n int, stored bool) {
+func (b *Broker) publish(m *mqtt.Message, slow **session.Session) (n int, stored bool) {
 	if m.Retain && b.opts.RetainAvailable {
 		if err := b.ret.Set(m, time.Now()); err != nil {
 			b.log.Warn("retained message not stored", "topic", m.Topic, "err", err)
@@ -310,7 +305,7 @@ func (b *Broker) publish(m *mqtt.Message) (n int, stored bool) {
 			}
 		}
 	}
-	n, routed := b.route(m)
+	n, routed := b.route(m, slow)
 	return n, stored || routed
 }
 
@@ -318,7 +313,7 @@ func (b *Broker) publish(m *mqtt.Message) (n int, stored bool) {
 // to, and whether a session store was written. On a node of a cluster the
 // message is numbered, forwarded once to the other nodes with a match, and
 // relayed to the sessions that moved to another node lately.
-func (b *Broker) route(m *mqtt.Message) (n int, stored bool) {
+func (b *Broker) route(m *mqtt.Message, slow **session.Session) (n int, stored bool) {
 	res := b.matchPool.Get().(*MatchResult)
 	defer b.matchPool.Put(res)
 	b.tree.Match(m.Topic, m.Origin, res)
@@ -349,7 +344,7 @@ func (b *Broker) route(m *mqtt.Message) (n int, stored bool) {
 		if cl != nil && (IsNode(r.Subscriber) || IsMoved(r.Subscriber)) {
 			continue
 		}
-		ok, st := b.deliver(r.Subscriber, m, min(m.QoS, r.QoS), r.RetainAsPublished && m.Retain, r.SubscriptionIDs, "", ref)
+		ok, st := b.deliver(r.Subscriber, m, min(m.QoS, r.QoS), r.RetainAsPublished && m.Retain, r.SubscriptionIDs, "", ref, slow)
 		if ok {
 			n++
 		}
@@ -381,7 +376,7 @@ func (b *Broker) deliverMember(cl Cluster, mem Member, m *mqtt.Message, group st
 	if cl != nil && IsMoved(mem.Subscriber) {
 		return true, cl.Relay(mem.Subscriber[len(MovedPrefix):], m, qos, retain, ids, group, ref)
 	}
-	return b.deliver(mem.Subscriber, m, qos, retain, ids, group, ref)
+	return b.deliver(mem.Subscriber, m, qos, retain, ids, group, ref, nil)
 }
 
 // subIDs returns a slice holding id, or nil for zero, without allocating for the
@@ -406,7 +401,11 @@ var smallIDs = func() []uint32 {
 
 // deliver gives m to subscriber, a session or a receiver. ids is copied if kept.
 // ref identifies m in a cluster: a session that moved here lately takes it once.
-func (b *Broker) deliver(subscriber string, m *mqtt.Message, qos mqtt.QoS, retain bool, ids []uint32, group string, ref MsgRef) (ok, stored bool) {
+//
+// slow, when not nil, is set to the session when its queue is crowded and its
+// client online: the publisher then waits for it (see session.Session.WaitRoom).
+func (b *Broker) deliver(subscriber string, m *mqtt.Message, qos mqtt.QoS, retain bool, ids []uint32, group string, ref MsgRef,
+	slow **session.Session) (ok, stored bool) {
 	b.mu.RLock()
 	cs := b.sessions[subscriber]
 	var r Receiver
@@ -419,7 +418,11 @@ func (b *Broker) deliver(subscriber string, m *mqtt.Message, qos mqtt.QoS, retai
 		if cl := b.clusterOf(); cl != nil && cl.MovedIn(subscriber) && !cl.FirstDelivery(subscriber, ref) {
 			return true, false // it came relayed already
 		}
-		return cs.deliver(b, m, qos, retain, ids, group, ref)
+		ok, stored = cs.deliver(b, m, qos, retain, ids, group, ref)
+		if slow != nil && cs.s.Crowded() && cs.conn.Load() != nil {
+			*slow = cs.s
+		}
+		return ok, stored
 	case r != nil:
 		if gr, ok := r.(GroupReceiver); ok && group != "" {
 			return true, gr.DeliverGroup(m, qos, retain, group)

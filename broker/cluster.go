@@ -145,7 +145,7 @@ func (b *Broker) RouteFromNode(m *mqtt.Message, group string, ref MsgRef) (n int
 				}
 				ok, st = true, cl.Relay(r.Subscriber[len(MovedPrefix):], m, qos, retain, r.SubscriptionIDs, "", ref)
 			default:
-				ok, st = b.deliver(r.Subscriber, m, qos, retain, r.SubscriptionIDs, "", ref)
+				ok, st = b.deliver(r.Subscriber, m, qos, retain, r.SubscriptionIDs, "", ref, nil)
 			}
 			if ok {
 				n++

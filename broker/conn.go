@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -38,11 +39,15 @@ type ctrl struct {
 	pkt  mqtt.Packet // CONNACK, SUBACK, UNSUBACK, DISCONNECT with properties; nil for the others
 }
 
-// conn is one client connection: a reader goroutine that runs the protocol and a
-// writer goroutine that sends what the reader and the session queue for it.
+// conn is one client connection: a reader that runs the protocol and a writer
+// that sends what the reader and the session queue for it. Neither holds a
+// goroutine while it has nothing to do: the writer runs only while something is
+// queued, and the reader of a plain TCP connection parks in the poller while its
+// socket is empty, so that an idle connection costs a few structs and no stack.
 type conn struct {
 	b        *Broker
 	nc       net.Conn
+	inner    net.Conn // nc as the listener gave it, for the poller
 	listener string
 	log      *slog.Logger
 
@@ -65,7 +70,25 @@ type conn struct {
 
 	ctrlMu sync.Mutex
 	ctrls  []ctrl // guarded by ctrlMu
-	wake   chan struct{}
+
+	// The reader's state. rd, sock, lastRead and armed belong to the goroutine
+	// that reads, which rstate hands from one to the next.
+	rd       *readState      // nil while parked
+	sock     sockReader      // rd's source
+	raw      syscall.RawConn // set when the connection can park in poller
+	poller   *poller
+	rstate   atomic.Int32 // readerRunning, readerWoken, readerParked or readerEnded
+	lastRead time.Time    // when the reader last went to wait, with a keep alive
+	kaTimer  *time.Timer  // enforces the keep alive while parked
+	armed    bool         // registered with poller; set before its first park
+	pollKey  int32        // the socket's descriptor, poller's key for it
+
+	// The writer's state. A writer goroutine runs while wpending is not zero;
+	// aliasOut and resent belong to it.
+	wpending   atomic.Int64
+	writerDone chan struct{} // closed when a writer stops because the connection ended
+	aliasOut   map[string]uint16
+	resent     bool // the inflight messages of a resumed session went out
 
 	closeOnce   sync.Once
 	closed      chan struct{} // closed when the connection is shut
@@ -73,20 +96,35 @@ type conn struct {
 	pendingAcks atomic.Int32  // acknowledgements waiting for a store Barrier
 	graceful    atomic.Bool   // the client sent DISCONNECT
 	sendWill    atomic.Bool   // 5.0 DISCONNECT 0x04
-	writerDone  chan struct{}
 	settledC    chan struct{} // closed once the session is settled after the end
 }
 
+// The reader's states.
+const (
+	readerRunning = iota
+	readerWoken   // running, and the poller reported data since it last looked
+	readerParked
+	readerEnded
+)
+
+// writerEnded is added to wpending when the connection ends, so that no writer
+// starts afterwards.
+const writerEnded = 1 << 40
+
 func newConn(b *Broker, nc net.Conn, listener string) *conn {
-	return &conn{
-		b:        b,
-		nc:       &countingConn{Conn: nc, stats: &b.stats},
-		listener: listener,
-		log:      b.log.With("listener", listener, "remote", nc.RemoteAddr().String()),
-		wake:     make(chan struct{}, 1),
-		closed:   make(chan struct{}),
-		settledC: make(chan struct{}),
+	c := &conn{
+		b:          b,
+		nc:         &countingConn{Conn: nc, stats: &b.stats},
+		inner:      nc,
+		listener:   listener,
+		log:        b.log.With("listener", listener, "remote", nc.RemoteAddr().String()),
+		closed:     make(chan struct{}),
+		writerDone: make(chan struct{}),
+		settledC:   make(chan struct{}),
 	}
+	c.sock.c = c
+	c.wpending.Store(1) // held until CONNACK is queued: see startWriter
+	return c
 }
 
 // countingConn counts the bytes a connection moves.
@@ -112,9 +150,54 @@ func (c *conn) queue(x ctrl) {
 	c.ctrlMu.Lock()
 	c.ctrls = append(c.ctrls, x)
 	c.ctrlMu.Unlock()
+	c.wakeWriter()
+}
+
+// wakeWriter makes sure a writer runs to send what was just queued.
+func (c *conn) wakeWriter() {
+	if c.wpending.Add(1) == 1 {
+		go c.runWriter()
+	}
+}
+
+// startWriter lets the writer run once CONNACK is queued: nothing, not even a
+// message of the session, goes out before it.
+func (c *conn) startWriter() {
+	if c.wpending.Add(-1) > 0 {
+		go c.runWriter()
+	}
+}
+
+// waitWriter stops writers from starting and waits for a running one to stop.
+// Called once, after shutdown.
+func (c *conn) waitWriter() {
+	if c.wpending.Add(writerEnded) != writerEnded {
+		<-c.writerDone
+	}
+}
+
+// runWriter sends until nothing is left to send and no wake came meanwhile. Each
+// wake while it runs makes it look once more; a writer that stops on the end of
+// the connection closes writerDone, and no other starts after it.
+func (c *conn) runWriter() {
+	for {
+		n := c.wpending.Load()
+		if n >= writerEnded || c.isClosed() || !c.writeAll() {
+			close(c.writerDone)
+			return
+		}
+		if c.wpending.CompareAndSwap(n, 0) {
+			return
+		}
+	}
+}
+
+func (c *conn) isClosed() bool {
 	select {
-	case c.wake <- struct{}{}:
+	case <-c.closed:
+		return true
 	default:
+		return false
 	}
 }
 
@@ -142,59 +225,268 @@ func (c *conn) kickWith(code mqtt.ReasonCode, reason string) {
 	c.shutdown()
 }
 
-// shutdown closes the network connection once, which ends both goroutines.
+// shutdown closes the network connection once, which ends the reader and the
+// writer; a parked reader is woken to see it.
 func (c *conn) shutdown() {
 	c.closeOnce.Do(func() {
 		close(c.closed)
 		_ = c.nc.Close()
+		c.unpark()
 	})
 }
 
-// serve runs the connection until it ends, then settles the session.
+// serve runs the connection: CONNECT, then the reader until it parks or the
+// connection ends.
 func (c *conn) serve() {
-	defer c.shutdown()
-	br := bufio.NewReaderSize(c.nc, readBufferSize)
-	r := mqtt.NewReader(br)
-	r.MaxPacketSize = c.b.opts.MaxPacketSize
-	if !c.connect(r) {
+	c.rd = getReadState(&c.sock, c.b.opts.MaxPacketSize, 0)
+	if !c.connect(c.rd.r) {
+		c.shutdown()
+		c.rd = putReadState(c.rd)
+		c.finish()
 		return
 	}
-	c.writerDone = make(chan struct{})
-	go c.writeLoop()
-	err := c.readLoop(r)
-	if c.kicked.Load() != 0 {
-		// Let the writer send the DISCONNECT first; kick bounds the wait.
-		select {
-		case <-c.writerDone:
-		case <-c.closed:
-		}
+	c.startWriter()
+	c.raw, c.poller = pollable(c.inner)
+	if parked, err := c.readLoop(); !parked {
+		c.end(err)
 	}
-	c.shutdown()
-	<-c.writerDone
-	c.b.stats.ClientsConnected.Add(-1)
-	c.b.disconnected(c, err)
 }
 
-// readLoop reads and handles packets until the connection ends, and returns why.
-func (c *conn) readLoop(r *mqtt.Reader) error {
+// resume runs a parked reader again once its socket has data or the connection
+// was shut.
+func (c *conn) resume() {
+	c.rd = getReadState(&c.sock, c.b.opts.MaxPacketSize, c.version)
+	if parked, err := c.readLoop(); !parked {
+		c.end(err)
+	}
+}
+
+// end settles a connection whose reader stopped for good, err saying why.
+func (c *conn) end(err error) {
+	if c.kicked.Load() != 0 {
+		<-c.closed // the writer sends the DISCONNECT first; kick bounds the wait
+	}
+	c.shutdown()
+	c.rstate.Store(readerEnded)
+	if c.kaTimer != nil {
+		c.kaTimer.Stop()
+	}
+	if c.poller != nil {
+		c.poller.forget(c)
+	}
+	c.rd = putReadState(c.rd)
+	c.waitWriter()
+	c.b.stats.ClientsConnected.Add(-1)
+	c.b.disconnected(c, err)
+	c.finish()
+}
+
+// finish takes the connection off the broker's list.
+func (c *conn) finish() {
+	b := c.b
+	b.mu.Lock()
+	delete(b.conns, c)
+	b.mu.Unlock()
+	b.stats.ConnectionsCurrent.Add(-1)
+	b.wg.Done()
+}
+
+// readLoop reads and handles packets until the connection ends or, when it can
+// park, until its socket is empty. It reports whether it parked, and otherwise
+// why the connection ended.
+func (c *conn) readLoop() (parked bool, err error) {
 	for {
+		now := time.Now()
+		busy := now.Sub(c.lastRead) < parkAfter
+		c.lastRead = now
 		if c.keepAlive > 0 {
 			// [MQTT-3.1.2-22] (3.1.1: [MQTT-3.1.2-24]): one and a half times the keep alive.
-			_ = c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
+			_ = c.nc.SetReadDeadline(now.Add(c.keepAlive * 3 / 2))
 		}
-		p, err := r.ReadPacket()
+		if c.raw != nil && c.rd.br.Buffered() == 0 {
+			ready, parked, err := c.wait(now, busy)
+			if parked || err != nil {
+				return parked, err
+			}
+			if !ready { // woken as it parked, or it cannot park: look again
+				continue
+			}
+		}
+		p, err := c.rd.r.ReadPacket()
 		if err != nil {
-			return c.readError(err)
+			return false, c.readError(err)
 		}
 		c.b.stats.PacketsReceived[p.Type()].Add(1)
 		c.b.traceIn(c, p)
 		if err := c.handle(p); err != nil {
-			return err
+			return false, err
 		}
 		if c.graceful.Load() {
-			return nil
+			return false, nil
 		}
 	}
+}
+
+// parkAfter is how long a reader that has just had a packet waits for the next
+// in its goroutine before it parks: a connection that sends often keeps its
+// goroutine and the runtime's fast wake-up, one that has gone quiet gives both up.
+const parkAfter = 20 * time.Millisecond
+
+// wait waits for the first byte of the next packet on a connection that can
+// park, with nothing buffered. A busy connection waits in its goroutine for up
+// to parkAfter, another one looks without waiting; then it parks. It reports
+// whether the next packet has begun to arrive, whether the reader parked, or the
+// error that ends the connection; with none of them, the reader looks again.
+func (c *conn) wait(now time.Time, busy bool) (ready, parked bool, err error) {
+	if busy {
+		d := parkAfter
+		if c.keepAlive > 0 {
+			d = min(d, c.keepAlive*3/2)
+		}
+		_ = c.nc.SetReadDeadline(now.Add(d))
+		_, err = c.rd.br.Peek(1)
+		if err != nil && (!errors.Is(err, os.ErrDeadlineExceeded) ||
+			c.keepAlive > 0 && time.Since(now) >= c.keepAlive*3/2) {
+			return false, false, c.readError(err)
+		}
+		// Back to the keep alive's deadline, which also bounds the rest of a
+		// packet that is slow to come.
+		var ka time.Time
+		if c.keepAlive > 0 {
+			ka = now.Add(c.keepAlive * 3 / 2)
+		}
+		_ = c.nc.SetReadDeadline(ka)
+		if err == nil {
+			return true, false, nil
+		}
+	} else {
+		c.sock.nonblock = true
+		_, err = c.rd.br.Peek(1)
+		c.sock.nonblock = false
+		if err == nil {
+			return true, false, nil
+		}
+		if !errors.Is(err, errWouldBlock) {
+			return false, false, c.readError(err)
+		}
+	}
+	return false, c.park(), nil
+}
+
+// park gives up the reader's goroutine and buffers until the socket has data
+// again or the connection is shut, and reports true. It reports false when the
+// reader must go on instead: data may have come since it looked, or the
+// connection cannot wait in the poller (raw is then nil). The caller returns at
+// once after true: another goroutine may already read.
+func (c *conn) park() bool {
+	if !c.armed {
+		if err := c.poller.register(c); err != nil {
+			c.log.Debug("connection cannot park", "client_id", c.clientID, "err", err)
+			c.raw = nil
+			return false
+		}
+	}
+	c.rd = putReadState(c.rd)
+	if c.keepAlive > 0 {
+		d := time.Until(c.lastRead.Add(c.keepAlive * 3 / 2))
+		if c.kaTimer == nil {
+			c.kaTimer = time.AfterFunc(d, c.keepAliveExpired)
+		} else {
+			c.kaTimer.Reset(d)
+		}
+	}
+	if c.rstate.CompareAndSwap(readerRunning, readerParked) {
+		return true
+	}
+	// Woken while it looked: the socket may hold data, or the connection was shut.
+	c.rstate.Store(readerRunning)
+	if c.kaTimer != nil {
+		c.kaTimer.Stop()
+	}
+	c.rd = getReadState(&c.sock, c.b.opts.MaxPacketSize, c.version)
+	return false
+}
+
+// unpark starts a reader for a parked connection, and tells a running one that
+// it was woken, so that it looks at its socket again before it parks.
+func (c *conn) unpark() {
+	for {
+		switch c.rstate.Load() {
+		case readerParked:
+			if c.rstate.CompareAndSwap(readerParked, readerRunning) {
+				if c.kaTimer != nil {
+					c.kaTimer.Stop()
+				}
+				go c.resume()
+				return
+			}
+		case readerRunning:
+			if c.rstate.CompareAndSwap(readerRunning, readerWoken) {
+				return
+			}
+		default: // already woken, or ended
+			return
+		}
+	}
+}
+
+// keepAliveExpired closes a parked connection whose client sent nothing for one
+// and a half times its keep alive.
+func (c *conn) keepAliveExpired() {
+	if c.rstate.Load() != readerParked {
+		return
+	}
+	c.log.Info("closing connection: keep alive expired", "client_id", c.clientID)
+	c.kick(mqtt.KeepAliveTimeout)
+}
+
+// readState is a reader's buffer and decoder, pooled: a parked connection holds
+// none.
+type readState struct {
+	br *bufio.Reader
+	r  *mqtt.Reader
+}
+
+var readStates = sync.Pool{New: func() any {
+	br := bufio.NewReaderSize(nil, readBufferSize)
+	return &readState{br: br, r: mqtt.NewReader(br)}
+}}
+
+// getReadState returns a pooled reader on src for protocol version v.
+func getReadState(src io.Reader, maxPacket int, v mqtt.Version) *readState {
+	rd := readStates.Get().(*readState)
+	rd.br.Reset(src)
+	rd.r.MaxPacketSize = maxPacket
+	rd.r.Version = v
+	return rd
+}
+
+// putReadState returns rd, which has nothing buffered, to the pool, and returns nil.
+func putReadState(rd *readState) *readState {
+	if rd != nil {
+		rd.br.Reset(nil)
+		readStates.Put(rd)
+	}
+	return nil
+}
+
+// errWouldBlock is a non-blocking read's report of an empty socket.
+var errWouldBlock = errors.New("no data")
+
+// sockReader reads the connection for its reader: through nc, or without
+// blocking when nonblock is set, which is only ever done on a connection with raw.
+type sockReader struct {
+	c        *conn
+	nonblock bool
+}
+
+func (s *sockReader) Read(p []byte) (int, error) {
+	if !s.nonblock {
+		return s.c.nc.Read(p)
+	}
+	n, err := readNow(s.c.raw, p)
+	s.c.b.stats.BytesReceived.Add(int64(n))
+	return n, err
 }
 
 // protoErr is a violation found by the broker rather than the decoder.
@@ -335,6 +627,7 @@ func (c *conn) publish(p *mqtt.Publish) error {
 		}
 	}
 	sync := false
+	var slow *session.Session // a crowded queue this message went to
 	if ackQoS == mqtt.ExactlyOnce {
 		first, err := c.cs.s.ReceiveQoS2(p.PacketID, time.Now(), b.opts.ReceiveMaximum)
 		if errors.Is(err, session.ErrQueueFull) { // [MQTT-3.3.4-9]
@@ -358,7 +651,7 @@ func (c *conn) publish(p *mqtt.Publish) error {
 		}
 	} else {
 		m := mqtt.NewMessage(p, c.clientID, time.Now())
-		n, stored := b.publish(m)
+		n, stored := b.publish(m, &slow)
 		if n == 0 && c.version == mqtt.Version5 {
 			code = mqtt.NoMatchingSubscribers
 		}
@@ -370,8 +663,20 @@ func (c *conn) publish(p *mqtt.Publish) error {
 	case mqtt.ExactlyOnce:
 		c.sendAck(c.ack(mqtt.PUBREC, p.PacketID, code), sync)
 	}
+	if slow != nil {
+		// Read nothing more until the subscriber catches up: the client is held
+		// back by TCP and by its inflight window, rather than its messages
+		// dropped by the subscriber's queue.
+		b.stats.PublishersPaced.Add(1)
+		if !slow.WaitRoom(c.closed, paceLimit) && !c.isClosed() {
+			b.stats.PaceStalls.Add(1)
+		}
+	}
 	return nil
 }
+
+// paceLimit bounds how long a publisher waits for a crowded subscriber queue.
+const paceLimit = time.Second
 
 // sendAck queues an acknowledgement. With a session store, an acknowledgement
 // that follows a store write (sync), or any acknowledgement while earlier ones
@@ -551,104 +856,93 @@ func (c *conn) disconnect(p *mqtt.Disconnect) error {
 	return nil
 }
 
-// writeLoop sends what is queued: packets from the reader first, then messages
+// writeAll sends what is queued: packets from the reader first, then messages
 // from the session while the inflight window allows, and flushes when nothing is
-// left, so that a burst leaves in few writes.
-func (c *conn) writeLoop() {
-	defer close(c.writerDone)
-	// The write buffer is held only while there is something to write: an idle
-	// connection gives it back to the pool.
-	w := writers.Get().(*bufio.Writer)
+// left, so that a burst leaves in few writes. It reports false when the
+// connection must end, having shut it.
+func (c *conn) writeAll() bool {
+	ws := writeStates.Get().(*writeState)
+	w := ws.w
 	w.Reset(c.nc)
 	defer func() {
-		if w != nil {
-			w.Reset(nil)
-			writers.Put(w)
-		}
+		w.Reset(nil)
+		clear(ws.batch)
+		ws.batch = ws.batch[:0]
+		clear(ws.out)
+		ws.out = ws.out[:0]
+		writeStates.Put(ws)
 	}()
-	var pub mqtt.Publish
-	var aliasOut map[string]uint16
-	var batch []ctrl
-	out := make([]session.Outgoing, 0, writeBatch)
-	first := true
 	for {
 		// Packets from the reader.
 		c.ctrlMu.Lock()
-		batch, c.ctrls = c.ctrls, batch[:0]
+		ws.batch, c.ctrls = c.ctrls, ws.batch[:0]
 		c.ctrlMu.Unlock()
-		for i := range batch {
-			if err := c.writeCtrl(w, &batch[i]); err != nil {
+		for i := range ws.batch {
+			x := &ws.batch[i]
+			if err := c.writeCtrl(w, x); err != nil {
 				c.shutdown()
-				return
+				return false
 			}
-			if batch[i].t == mqtt.DISCONNECT {
+			if x.t == mqtt.DISCONNECT {
 				_ = w.Flush()
 				c.shutdown()
-				return
+				return false
 			}
-			batch[i] = ctrl{}
+			*x = ctrl{}
 		}
-		if first { // after CONNACK, the messages this session still owes [MQTT-4.4.0-1]
-			first = false
-			if err := c.resend(w, &pub); err != nil {
+		if !c.resent { // after CONNACK, the messages this session still owes [MQTT-4.4.0-1]
+			c.resent = true
+			if err := c.resend(w, &ws.pub); err != nil {
 				c.shutdown()
-				return
+				return false
 			}
 		}
 		// Messages from the session, a batch at a time.
-		out = c.cs.s.NextBatch(out[:0], writeBatch, c.window, time.Now(), c.expired)
-		if len(out) > 0 {
-			for i := range out {
-				if out[i].QoS == mqtt.ExactlyOnce {
+		ws.out = c.cs.s.NextBatch(ws.out[:0], writeBatch, c.window, time.Now(), c.expired)
+		if len(ws.out) > 0 {
+			for i := range ws.out {
+				if ws.out[i].QoS == mqtt.ExactlyOnce {
 					// Once for the batch: its QoS 2 identifiers are durable before any goes out.
 					if !c.durable() {
 						c.shutdown()
-						return
+						return false
 					}
 					break
 				}
 			}
-			for i := range out {
-				if err := c.writePublish(w, &pub, &out[i].Delivery, out[i].PacketID, false, &aliasOut); err != nil {
+			for i := range ws.out {
+				if err := c.writePublish(w, &ws.pub, &ws.out[i].Delivery, ws.out[i].PacketID, false, &c.aliasOut); err != nil {
 					c.shutdown()
-					return
+					return false
 				}
-				out[i] = session.Outgoing{}
+				ws.out[i] = session.Outgoing{}
 			}
-			if len(out) == writeBatch {
+			if len(ws.out) == writeBatch {
 				continue // more may be waiting; look at the reader's packets first
 			}
 		}
 		if w.Buffered() > 0 {
 			if err := w.Flush(); err != nil {
 				c.shutdown()
-				return
+				return false
 			}
 		}
-		w.Reset(nil)
-		writers.Put(w)
-		w = nil
-		select {
-		case <-c.wake:
-		case <-c.cs.s.Notify():
-		case <-c.closed:
-			return
-		}
-		// A select picks among ready cases at random: a connection that has
-		// ended takes no message from the session, which keeps it queued for
-		// the next connection rather than inflight on this one.
-		select {
-		case <-c.closed:
-			return
-		default:
-		}
-		w = writers.Get().(*bufio.Writer)
-		w.Reset(c.nc)
+		return true
 	}
 }
 
-// writers pools the connections' write buffers.
-var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufferSize) }}
+// writeState is a writer's buffer and scratch space, pooled: a connection with
+// nothing to send holds none.
+type writeState struct {
+	w     *bufio.Writer
+	pub   mqtt.Publish
+	batch []ctrl
+	out   []session.Outgoing
+}
+
+var writeStates = sync.Pool{New: func() any {
+	return &writeState{w: bufio.NewWriterSize(nil, writeBufferSize), out: make([]session.Outgoing, 0, writeBatch)}
+}}
 
 func (c *conn) expired(session.Delivery) { c.b.stats.MessagesExpired.Add(1) }
 

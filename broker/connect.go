@@ -342,6 +342,7 @@ func (b *Broker) attach(c *conn, cleanStart bool, expiry uint32, will *mqtt.Mess
 		cs.s.SaveMeta(time.Time{})
 		c.cs = cs
 		cs.conn.Store(c)
+		cs.s.SetWaker(c.wakeWriter)
 		b.mu.Unlock()
 		return present
 	}
@@ -387,6 +388,7 @@ func (b *Broker) disconnected(c *conn, err error) {
 		return
 	}
 	cs.conn.Store(nil)
+	cs.s.SetWaker(nil)
 	cs.s.SaveMeta(time.Now())
 	// The will: sent on every end but a DISCONNECT without reason 0x04 [MQTT-3.1.2-8] [MQTT-3.1.2-10].
 	if c.graceful.Load() && !c.sendWill.Load() {
@@ -532,7 +534,7 @@ func (b *Broker) redistribute(cs *clientSession) {
 			}
 			for _, m := range g.Members {
 				if m.Subscriber != cs.id && b.online(m.Subscriber) {
-					delivered, _ = b.deliver(m.Subscriber, d.Msg, min(d.Msg.QoS, m.Options.QoS), d.Retain, subIDs(m.Options.SubscriptionID), d.Group, MsgRef{})
+					delivered, _ = b.deliver(m.Subscriber, d.Msg, min(d.Msg.QoS, m.Options.QoS), d.Retain, subIDs(m.Options.SubscriptionID), d.Group, MsgRef{}, nil)
 					break
 				}
 			}

@@ -32,7 +32,7 @@ func BenchmarkRoute(b *testing.B) {
 			m := &mqtt.Message{Topic: "fleet/d1/telemetry", Payload: make([]byte, 64), QoS: 1}
 			b.ReportAllocs()
 			for b.Loop() {
-				br.route(m)
+				br.route(m, nil)
 			}
 			if rcv.n < subs {
 				b.Fatalf("delivered %d", rcv.n)
@@ -57,7 +57,7 @@ func BenchmarkRoute(b *testing.B) {
 			now := time.Now()
 			b.ReportAllocs()
 			for b.Loop() {
-				br.route(m)
+				br.route(m, nil)
 				for _, cs := range sessions {
 					if _, _, ok := cs.s.Next(10, now, nil); !ok {
 						b.Fatal("nothing queued")
@@ -82,8 +82,8 @@ func TestRouteDoesNotAllocate(t *testing.T) {
 		}
 	}
 	m := &mqtt.Message{Topic: "a/b", Payload: []byte("x"), QoS: 1}
-	br.route(m) // warm the match cache and the pooled result
-	if n := testing.AllocsPerRun(200, func() { br.route(m) }); n != 0 {
+	br.route(m, nil) // warm the match cache and the pooled result
+	if n := testing.AllocsPerRun(200, func() { br.route(m, nil) }); n != 0 {
 		t.Fatalf("routing allocates %.1f times per message", n)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -52,6 +53,17 @@ func (c *conn) Close() error {
 		return &net.OpError{Op: "close", Net: c.kind, Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: net.ErrClosed}
 	}
 	return err
+}
+
+// SyscallConn returns the raw connection of a plain TCP connection, so that a
+// server can wait for its data in a poller of its own. For TLS and WebSocket
+// connections, whose bytes pass through a layer that buffers, and for
+// connections with a PROXY header, it returns errors.ErrUnsupported.
+func (c *conn) SyscallConn() (syscall.RawConn, error) {
+	if tc, ok := c.Conn.(*net.TCPConn); ok && c.tls == nil {
+		return tc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
 }
 
 // wsConn is a WebSocket connection adapted to a byte stream. The embedded

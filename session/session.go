@@ -3,6 +3,7 @@ package session
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/avocet-mqtt/avocet/mqtt"
@@ -107,17 +108,20 @@ type Session struct {
 	limits Limits
 
 	mu         sync.Mutex
-	expiry     uint32               // session expiry interval, seconds; guarded by mu
-	queue      ring                 // waiting to be sent; guarded by mu
-	inflight   []Inflight           // in send order; guarded by mu
-	nextID     uint16               // last packet identifier handed out; guarded by mu
-	awaitRel   map[uint16]time.Time // QoS 2 received, PUBREC sent, PUBREL awaited; guarded by mu
-	notify     chan struct{}        // signalled when something is queued
-	droppedCnt int64                // messages dropped by the queue policy; guarded by mu
-	store      Store                // nil: memory only; guarded by mu
-	freed      bool                 // the session ended; guarded by mu
-	username   string               // of the last connection; guarded by mu
-	seq        uint64               // last queue position handed out; guarded by mu
+	expiry     uint32                 // session expiry interval, seconds; guarded by mu
+	queue      ring                   // waiting to be sent; guarded by mu
+	inflight   []Inflight             // in send order; guarded by mu
+	nextID     uint16                 // last packet identifier handed out; guarded by mu
+	awaitRel   map[uint16]time.Time   // QoS 2 received, PUBREC sent, PUBREL awaited; guarded by mu
+	waker      atomic.Pointer[func()] // called when something is queued; nil: none
+	crowded    atomic.Bool            // the queue is at least half full: see WaitRoom
+	stalled    bool                   // a wait for room timed out; guarded by mu
+	room       chan struct{}          // closed when the queue has room again; guarded by mu
+	droppedCnt int64                  // messages dropped by the queue policy; guarded by mu
+	store      Store                  // nil: memory only; guarded by mu
+	freed      bool                   // the session ended; guarded by mu
+	username   string                 // of the last connection; guarded by mu
+	seq        uint64                 // last queue position handed out; guarded by mu
 }
 
 // New returns an empty session for client id.
@@ -125,7 +129,7 @@ func New(id string, limits Limits) *Session {
 	if limits.Drop == 0 {
 		limits.Drop = DropOldest
 	}
-	return &Session{id: id, limits: limits, notify: make(chan struct{}, 1), awaitRel: map[uint16]time.Time{}}
+	return &Session{id: id, limits: limits, awaitRel: map[uint16]time.Time{}}
 }
 
 // AttachStore makes the session write its state to st whenever its expiry
@@ -168,15 +172,21 @@ func (s *Session) SetExpiry(sec uint32) {
 	s.mu.Unlock()
 }
 
-// Notify returns a channel that receives a value whenever a message is queued or
-// an inflight slot is freed. It has a buffer of one: a writer that drains the
-// session until Next reports nothing never misses work.
-func (s *Session) Notify() <-chan struct{} { return s.notify }
+// SetWaker makes the session call f whenever a message is queued or an inflight
+// slot is freed, so that a connection can start its writer only when there is
+// something to send. f must not block; nil removes it. A writer that drains the
+// session until NextBatch returns nothing after its last call of f misses no work.
+func (s *Session) SetWaker(f func()) {
+	if f == nil {
+		s.waker.Store(nil)
+		return
+	}
+	s.waker.Store(&f)
+}
 
 func (s *Session) signal() {
-	select {
-	case s.notify <- struct{}{}:
-	default:
+	if f := s.waker.Load(); f != nil {
+		(*f)()
 	}
 }
 
@@ -224,6 +234,9 @@ func (s *Session) enqueue(d Delivery, beyondMax bool) (dropped *Delivery, stored
 		s.writeDelivery(&d)
 	}
 	s.queue.push(d)
+	if max := s.limits.MaxQueued; max > 0 && !s.stalled && s.queue.len() >= max/2 && !s.crowded.Load() {
+		s.crowded.Store(true)
+	}
 	s.mu.Unlock()
 	s.signal()
 	return dropped, persist, nil
@@ -300,6 +313,7 @@ func (s *Session) nextLocked(window int, now time.Time, expired func(Delivery)) 
 		if head.QoS == mqtt.AtMostOnce {
 			d = s.queue.pop()
 			s.limits.Budget.give(cost(&d))
+			s.roomLocked()
 			return d, 0, true
 		}
 		if len(s.inflight) >= window {
@@ -310,6 +324,7 @@ func (s *Session) nextLocked(window int, now time.Time, expired func(Delivery)) 
 			return Delivery{}, 0, false
 		}
 		d = s.queue.pop()
+		s.roomLocked()
 		state := AwaitPuback
 		if d.QoS == mqtt.ExactlyOnce {
 			state = AwaitPubrec
@@ -474,6 +489,7 @@ func (s *Session) TakeShared() []Delivery {
 			s.deleteDelivery(out[i].seq)
 		}
 	}
+	s.roomLocked()
 	return out
 }
 
@@ -491,6 +507,7 @@ func (s *Session) Free() {
 	s.queue = ring{}
 	s.inflight = nil
 	s.freed = true
+	s.roomLocked()
 }
 
 // DropQoS0 removes QoS 0 messages from the queue, which are not kept for an
@@ -502,6 +519,7 @@ func (s *Session) DropQoS0() int {
 	for i := range gone {
 		s.limits.Budget.give(cost(&gone[i]))
 	}
+	s.roomLocked()
 	return len(gone)
 }
 
