@@ -73,22 +73,26 @@ type conn struct {
 
 	// The reader's state. rd, sock, lastRead and armed belong to the goroutine
 	// that reads, which rstate hands from one to the next.
-	rd       *readState      // nil while parked
-	sock     sockReader      // rd's source
-	raw      syscall.RawConn // set when the connection can park in poller
-	poller   *poller
-	rstate   atomic.Int32 // readerRunning, readerWoken, readerParked or readerEnded
-	lastRead time.Time    // when the reader last went to wait, with a keep alive
-	kaTimer  *time.Timer  // enforces the keep alive while parked
-	armed    bool         // registered with poller; set before its first park
-	pollKey  int32        // the socket's descriptor, poller's key for it
+	rd            *readState      // nil while parked
+	sock          sockReader      // rd's source
+	raw           syscall.RawConn // set when the connection can park in poller
+	poller        *poller
+	rstate        atomic.Int32 // readerRunning, readerWoken, readerParked or readerEnded
+	lastRead      time.Time    // when the reader last went to wait
+	shortDeadline bool         // the read deadline is wait's, not the keep alive's
+	kaTimer       *time.Timer  // enforces the keep alive while parked
+	armed         bool         // registered with poller; set before its first park
+	pollKey       int32        // the socket's descriptor, poller's key for it
 
 	// The writer's state. A writer goroutine runs while wpending is not zero;
-	// aliasOut and resent belong to it.
+	// aliasOut, resent and wtimer belong to it.
 	wpending   atomic.Int64
+	lingering  atomic.Bool   // the writer waits on wwake before it stops
+	wwake      chan struct{} // wakes a lingering writer
 	writerDone chan struct{} // closed when a writer stops because the connection ended
 	aliasOut   map[string]uint16
-	resent     bool // the inflight messages of a resumed session went out
+	resent     bool        // the inflight messages of a resumed session went out
+	wtimer     *time.Timer // ends a writer's lingering
 
 	closeOnce   sync.Once
 	closed      chan struct{} // closed when the connection is shut
@@ -119,6 +123,7 @@ func newConn(b *Broker, nc net.Conn, listener string) *conn {
 		listener:   listener,
 		log:        b.log.With("listener", listener, "remote", nc.RemoteAddr().String()),
 		closed:     make(chan struct{}),
+		wwake:      make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
 		settledC:   make(chan struct{}),
 	}
@@ -157,6 +162,11 @@ func (c *conn) queue(x ctrl) {
 func (c *conn) wakeWriter() {
 	if c.wpending.Add(1) == 1 {
 		go c.runWriter()
+	} else if c.lingering.Load() {
+		select {
+		case c.wwake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -178,7 +188,9 @@ func (c *conn) waitWriter() {
 
 // runWriter sends until nothing is left to send and no wake came meanwhile. Each
 // wake while it runs makes it look once more; a writer that stops on the end of
-// the connection closes writerDone, and no other starts after it.
+// the connection closes writerDone, and no other starts after it. Before it
+// stops, a writer waits parkAfter for more, so that a connection that gets
+// messages often keeps its writer and the runtime's fast wake-up.
 func (c *conn) runWriter() {
 	for {
 		n := c.wpending.Load()
@@ -186,9 +198,34 @@ func (c *conn) runWriter() {
 			close(c.writerDone)
 			return
 		}
-		if c.wpending.CompareAndSwap(n, 0) {
+		if c.wpending.Load() != n {
+			continue
+		}
+		c.lingering.Store(true)
+		woken := c.wpending.Load() != n || c.linger()
+		c.lingering.Store(false)
+		if !woken && c.wpending.CompareAndSwap(n, 0) {
 			return
 		}
+	}
+}
+
+// linger waits up to parkAfter for a wake, and reports whether one came.
+func (c *conn) linger() bool {
+	if c.wtimer == nil {
+		c.wtimer = time.NewTimer(parkAfter)
+	} else {
+		c.wtimer.Reset(parkAfter)
+	}
+	select {
+	case <-c.wwake:
+		c.wtimer.Stop()
+		return true
+	case <-c.closed:
+		c.wtimer.Stop()
+		return true // the loop sees the end
+	case <-c.wtimer.C:
+		return false
 	}
 }
 
@@ -299,11 +336,18 @@ func (c *conn) readLoop() (parked bool, err error) {
 		now := time.Now()
 		busy := now.Sub(c.lastRead) < parkAfter
 		c.lastRead = now
-		if c.keepAlive > 0 {
-			// [MQTT-3.1.2-22] (3.1.1: [MQTT-3.1.2-24]): one and a half times the keep alive.
-			_ = c.nc.SetReadDeadline(now.Add(c.keepAlive * 3 / 2))
+		waits := c.raw != nil && c.rd.br.Buffered() == 0
+		if !(waits && busy) { // wait sets its own deadline
+			switch {
+			case c.keepAlive > 0:
+				// [MQTT-3.1.2-22] (3.1.1: [MQTT-3.1.2-24]): one and a half times the keep alive.
+				_ = c.nc.SetReadDeadline(now.Add(c.keepAlive * 3 / 2))
+			case c.shortDeadline:
+				_ = c.nc.SetReadDeadline(time.Time{})
+			}
+			c.shortDeadline = false
 		}
-		if c.raw != nil && c.rd.br.Buffered() == 0 {
+		if waits {
 			ready, parked, err := c.wait(now, busy)
 			if parked || err != nil {
 				return parked, err
@@ -344,10 +388,14 @@ func (c *conn) wait(now time.Time, busy bool) (ready, parked bool, err error) {
 			d = min(d, c.keepAlive*3/2)
 		}
 		_ = c.nc.SetReadDeadline(now.Add(d))
+		c.shortDeadline = true
 		_, err = c.rd.br.Peek(1)
 		if err != nil && (!errors.Is(err, os.ErrDeadlineExceeded) ||
 			c.keepAlive > 0 && time.Since(now) >= c.keepAlive*3/2) {
 			return false, false, c.readError(err)
+		}
+		if err == nil && packetBuffered(c.rd.br) {
+			return true, false, nil // the next loop sets the deadline again
 		}
 		// Back to the keep alive's deadline, which also bounds the rest of a
 		// packet that is slow to come.
@@ -356,6 +404,7 @@ func (c *conn) wait(now time.Time, busy bool) (ready, parked bool, err error) {
 			ka = now.Add(c.keepAlive * 3 / 2)
 		}
 		_ = c.nc.SetReadDeadline(ka)
+		c.shortDeadline = false
 		if err == nil {
 			return true, false, nil
 		}
@@ -371,6 +420,21 @@ func (c *conn) wait(now time.Time, busy bool) (ready, parked bool, err error) {
 		}
 	}
 	return false, c.park(), nil
+}
+
+// packetBuffered reports whether br holds a whole packet.
+func packetBuffered(br *bufio.Reader) bool {
+	n := br.Buffered()
+	b, _ := br.Peek(min(n, 5))
+	rl, mult := 0, 1
+	for i := 1; i < len(b); i++ {
+		rl += int(b[i]&0x7f) * mult
+		if b[i]&0x80 == 0 {
+			return i+1+rl <= n
+		}
+		mult <<= 7
+	}
+	return false
 }
 
 // park gives up the reader's goroutine and buffers until the socket has data
