@@ -106,7 +106,7 @@ type conn struct {
 // The reader's states.
 const (
 	readerRunning = iota
-	readerWoken   // running, and the poller reported data since it last looked
+	readerWoken   // running, and shut since it last looked
 	readerParked
 	readerEnded
 )
@@ -283,7 +283,7 @@ func (c *conn) serve() {
 		return
 	}
 	c.startWriter()
-	c.raw, c.poller = pollable(c.inner)
+	c.raw, c.poller = pollable(c)
 	if parked, err := c.readLoop(); !parked {
 		c.end(err)
 	}
@@ -439,17 +439,10 @@ func packetBuffered(br *bufio.Reader) bool {
 
 // park gives up the reader's goroutine and buffers until the socket has data
 // again or the connection is shut, and reports true. It reports false when the
-// reader must go on instead: data may have come since it looked, or the
-// connection cannot wait in the poller (raw is then nil). The caller returns at
-// once after true: another goroutine may already read.
+// reader must go on instead: it was woken as it looked, or the connection cannot
+// wait in the poller (raw is then nil). The caller returns at once after true:
+// another goroutine may already read.
 func (c *conn) park() bool {
-	if !c.armed {
-		if err := c.poller.register(c); err != nil {
-			c.log.Debug("connection cannot park", "client_id", c.clientID, "err", err)
-			c.raw = nil
-			return false
-		}
-	}
 	c.rd = putReadState(c.rd)
 	if c.keepAlive > 0 {
 		d := time.Until(c.lastRead.Add(c.keepAlive * 3 / 2))
@@ -459,10 +452,22 @@ func (c *conn) park() bool {
 			c.kaTimer.Reset(d)
 		}
 	}
+	// Whatever arm does to c happens before the CAS: once parked, c may belong
+	// to another goroutine.
+	raw, first := c.raw, !c.armed
+	c.armed = true
 	if c.rstate.CompareAndSwap(readerRunning, readerParked) {
-		return true
+		err := c.poller.arm(raw, c.pollKey, first)
+		if err == nil {
+			return true
+		}
+		if !c.rstate.CompareAndSwap(readerParked, readerRunning) {
+			return true // woken meanwhile: the new reader goes on
+		}
+		c.log.Debug("connection cannot park", "client_id", c.clientID, "err", err)
+		c.raw = nil
 	}
-	// Woken while it looked: the socket may hold data, or the connection was shut.
+	// Woken while it looked (the connection was shut), or it cannot park.
 	c.rstate.Store(readerRunning)
 	if c.kaTimer != nil {
 		c.kaTimer.Stop()

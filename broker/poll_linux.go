@@ -7,16 +7,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"sync"
 	"syscall"
 )
 
 // poller waits, with one epoll instance for the process, for data on the sockets
-// of parked connections, and starts their readers again. A socket is registered
-// once, edge-triggered: a report for a connection whose reader runs only marks
-// it woken (see conn.unpark), so parking costs no system call.
+// of parked connections, and starts their readers again. A socket is armed once
+// per park (EPOLLONESHOT): the poller hears nothing of connections whose reader
+// runs, which a busy connection's always does.
 type poller struct {
 	epfd  int
 	mu    sync.Mutex
@@ -29,10 +28,10 @@ var (
 	pollerErr  error
 )
 
-// pollable returns the raw connection and the poller for a connection that can
-// park: a plain TCP connection on Linux. Others get nil and read blocking.
-func pollable(nc net.Conn) (syscall.RawConn, *poller) {
-	sc, ok := nc.(syscall.Conn)
+// pollable returns the raw connection and the poller for c if it can park: a
+// plain TCP connection on Linux. Others get nil and read blocking.
+func pollable(c *conn) (syscall.RawConn, *poller) {
+	sc, ok := c.inner.(syscall.Conn)
 	if !ok {
 		return nil, nil
 	}
@@ -49,7 +48,16 @@ func pollable(nc net.Conn) (syscall.RawConn, *poller) {
 	if pollerErr != nil {
 		return nil, nil
 	}
-	return raw, thePoller
+	p := thePoller
+	if err := raw.Control(func(fd uintptr) {
+		c.pollKey = int32(fd)
+		p.mu.Lock()
+		p.conns[c.pollKey] = c
+		p.mu.Unlock()
+	}); err != nil {
+		return nil, nil
+	}
+	return raw, p
 }
 
 // newPoller makes the epoll instance and starts its goroutine. The instance is
@@ -114,20 +122,24 @@ func (p *poller) run(f *os.File, raw syscall.RawConn) {
 	}
 }
 
-// register makes the poller report c's socket each time data arrives, the peer
-// closes it or it fails (edge-triggered), for as long as it is open.
-func (p *poller) register(c *conn) error {
+// arm makes the poller wake the connection on socket fd once (EPOLLONESHOT)
+// when the socket has data, is closed by the peer or fails; first is true on the
+// connection's first park. Arming checks the socket at once, so data that came
+// after the reader last looked wakes it too.
+func (p *poller) arm(raw syscall.RawConn, fd int32, first bool) error {
 	var err error
-	cerr := c.raw.Control(func(fd uintptr) {
-		key := int32(fd)
-		p.mu.Lock()
-		p.conns[key] = c
-		p.mu.Unlock()
-		c.pollKey, c.armed = key, true
-		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollET, Fd: key}
-		err = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
-		if errors.Is(err, syscall.EEXIST) { // the descriptor of a closed socket, reused
+	cerr := raw.Control(func(uintptr) { // keeps fd from being closed and reused meanwhile
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: fd}
+		op := syscall.EPOLL_CTL_MOD
+		if first {
+			op = syscall.EPOLL_CTL_ADD
+		}
+		err = syscall.EpollCtl(p.epfd, op, int(fd), &ev)
+		switch {
+		case op == syscall.EPOLL_CTL_ADD && errors.Is(err, syscall.EEXIST):
 			err = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
+		case op == syscall.EPOLL_CTL_MOD && errors.Is(err, syscall.ENOENT):
+			err = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
 		}
 	})
 	if cerr != nil {
@@ -138,9 +150,6 @@ func (p *poller) register(c *conn) error {
 
 // forget drops c, whose reader ended; closing the socket takes it out of epoll.
 func (p *poller) forget(c *conn) {
-	if !c.armed {
-		return
-	}
 	p.mu.Lock()
 	if p.conns[c.pollKey] == c {
 		delete(p.conns, c.pollKey)
@@ -173,6 +182,3 @@ func readNow(raw syscall.RawConn, p []byte) (int, error) {
 	}
 	return n, nil
 }
-
-// epollET is syscall.EPOLLET, which the syscall package declares negative.
-const epollET = 1 << 31

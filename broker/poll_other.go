@@ -4,7 +4,6 @@ package broker
 
 import (
 	"errors"
-	"net"
 	"syscall"
 )
 
@@ -12,9 +11,9 @@ import (
 // goroutine of its own.
 type poller struct{}
 
-func pollable(net.Conn) (syscall.RawConn, *poller) { return nil, nil }
+func pollable(*conn) (syscall.RawConn, *poller) { return nil, nil }
 
-func (*poller) register(*conn) error { return errors.ErrUnsupported }
+func (*poller) arm(syscall.RawConn, int32, bool) error { return errors.ErrUnsupported }
 
 func (*poller) forget(*conn) {}
 
