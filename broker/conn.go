@@ -394,7 +394,7 @@ func (c *conn) wait(now time.Time, busy bool) (ready, parked bool, err error) {
 			c.keepAlive > 0 && time.Since(now) >= c.keepAlive*3/2) {
 			return false, false, c.readError(err)
 		}
-		if err == nil && packetBuffered(c.rd.br) {
+		if err == nil && c.rd.r.PacketBuffered() {
 			return true, false, nil // the next loop sets the deadline again
 		}
 		// Back to the keep alive's deadline, which also bounds the rest of a
@@ -420,21 +420,6 @@ func (c *conn) wait(now time.Time, busy bool) (ready, parked bool, err error) {
 		}
 	}
 	return false, c.park(), nil
-}
-
-// packetBuffered reports whether br holds a whole packet.
-func packetBuffered(br *bufio.Reader) bool {
-	n := br.Buffered()
-	b, _ := br.Peek(min(n, 5))
-	rl, mult := 0, 1
-	for i := 1; i < len(b); i++ {
-		rl += int(b[i]&0x7f) * mult
-		if b[i]&0x80 == 0 {
-			return i+1+rl <= n
-		}
-		mult <<= 7
-	}
-	return false
 }
 
 // park gives up the reader's goroutine and buffers until the socket has data

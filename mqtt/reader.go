@@ -64,6 +64,19 @@ func NewReader(br *bufio.Reader) *Reader {
 // Buffered returns the number of bytes read from the stream but not yet decoded.
 func (r *Reader) Buffered() int { return r.br.Buffered() }
 
+// PacketBuffered reports whether a whole packet is buffered, so that ReadPacket
+// returns without reading the stream. A malformed remaining length reports
+// false and is left to ReadPacket.
+func (r *Reader) PacketBuffered() bool {
+	n := r.br.Buffered()
+	if n < 2 {
+		return false
+	}
+	b, _ := r.br.Peek(min(n, 5))
+	rl, l, err := decodeVBI(b[1:])
+	return err == nil && 1+l+rl <= n
+}
+
 func (r *Reader) packet(t PacketType) Packet {
 	switch t {
 	case CONNECT:

@@ -1,4 +1,4 @@
-package broker
+package mqtt
 
 import (
 	"bufio"
@@ -18,13 +18,13 @@ func TestPacketBuffered(t *testing.T) {
 		{[]byte{0x40, 0x02, 0x00, 0x01, 0xc0}, true}, // and the next one begun
 		{[]byte{0x30, 0x80, 0x01}, false},            // 128 bytes announced, none there
 		{append([]byte{0x30, 0x80, 0x01}, make([]byte, 128)...), true},
-		{[]byte{0x30, 0xff, 0xff, 0xff, 0xff}, false}, // malformed: left to the decoder
+		{[]byte{0x30, 0xff, 0xff, 0xff, 0xff}, false}, // malformed: left to ReadPacket
 	} {
 		br := bufio.NewReader(bytes.NewReader(tc.in))
 		if _, err := br.Peek(1); err != nil {
 			t.Fatal(err)
 		}
-		if got := packetBuffered(br); got != tc.want {
+		if got := NewReader(br).PacketBuffered(); got != tc.want {
 			t.Errorf("% x: %v, want %v", tc.in, got, tc.want)
 		}
 	}
