@@ -65,8 +65,14 @@ func (cs *clientSession) enqueue(b *Broker, m *mqtt.Message, qos mqtt.QoS, retai
 		b.stats.drop(&b.stats.DroppedNotAuthorized)
 		return false, false, nil
 	}
-	if len(ids) > 0 && (len(ids) > 1 || ids[0] >= uint32(len(smallIDs))) {
-		ids = slices.Clone(ids) // the match result's storage is reused
+	// The match result's storage is reused: keep a copy, or for one identifier
+	// subIDs' shared slice.
+	switch len(ids) {
+	case 0:
+	case 1:
+		ids = subIDs(ids[0])
+	default:
+		ids = slices.Clone(ids)
 	}
 	dropped, stored, err := enqueue(session.Delivery{Msg: m, QoS: qos, Retain: retain, SubscriptionIDs: ids, Group: group})
 	if err != nil && !errors.Is(err, session.ErrEnded) || dropped != nil {

@@ -396,3 +396,32 @@ func TestPublishToSysRefused(t *testing.T) {
 		}
 	}
 }
+
+// A queued message keeps its Subscription Identifier while later messages are
+// routed to other subscriptions with other identifiers.
+func TestQueuedMessageKeepsSubscriptionID(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, nil)
+	withID := func(id uint32) *mqtt.Properties {
+		p := &mqtt.Properties{SubscriptionIDs: []uint32{id}}
+		p.Set(mqtt.PropSubscriptionID)
+		return p
+	}
+	a, _ := rawConnect(t, b.addr, mqtt.Version5, "subid-a", sessionExpiry(60))
+	a.subscribe(withID(5), mqtt.Subscription{Filter: "subid/a", QoS: 1})
+	a.send(&mqtt.Disconnect{})
+	a.expectClosed(itTimeout)
+	other, _ := rawConnect(t, b.addr, mqtt.Version5, "subid-b", nil)
+	other.subscribe(withID(9), mqtt.Subscription{Filter: "subid/b", QoS: 0})
+
+	pub, _ := rawConnect(t, b.addr, mqtt.Version5, "subid-pub", nil)
+	pub.publish(&mqtt.Publish{Topic: "subid/a", QoS: 1, Payload: []byte("queued")})
+	for range 20 { // routes that reuse the broker's match results
+		pub.publish(&mqtt.Publish{Topic: "subid/b", QoS: 1, Payload: []byte("other")})
+	}
+	a, _ = reconnect5(t, b, "subid-a", 60)
+	m := a.expectPublish()
+	if ids := m.Properties.SubscriptionIDs; string(m.Payload) != "queued" || len(ids) != 1 || ids[0] != 5 {
+		t.Fatalf("got %q with subscription identifiers %v, want \"queued\" with [5]", m.Payload, ids)
+	}
+}
